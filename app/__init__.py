@@ -1,0 +1,96 @@
+"""The science-education credit ledger (科普教育学分制): application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from sqlalchemy import text
+
+from config.settings import Base, config_from_env
+
+
+def create_app(config: type[Base] | dict | None = None) -> Flask:
+    """Build an app: settings, extensions, blueprints, error handlers, CLI."""
+    app = Flask(__name__, instance_relative_config=False)
+    settings = config or config_from_env()
+    if isinstance(settings, dict):
+        app.config.from_object(config_from_env())
+        app.config.update(settings)
+    else:
+        settings.validate()
+        app.config.from_object(settings)
+    if app.config.get("SIGNING_KEY") is None:
+        app.config["SIGNING_KEY"] = app.config["SECRET_KEY"]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    _ensure_instance_dir(app)
+    register_extensions(app)
+    register_blueprints(app)
+    from app.errors import register_error_handlers
+
+    register_error_handlers(app)
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _ensure_instance_dir(app: Flask) -> None:
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+        from pathlib import Path
+
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def register_extensions(app: Flask) -> None:
+    from app import models  # noqa: F401  (the whole schema, for SQLAlchemy and Alembic)
+    from app.db import configure_sqlite
+    from app.extensions import api, db, limiter, migrate
+
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            configure_sqlite(db.engine)
+    migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    if app.config.get("REDIS_URL"):
+        app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
+    limiter.init_app(app)
+    api.init_app(app)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    api.spec.options["security"] = [{"bearerAuth": []}]
+
+
+def _migrations_dir():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.auth.routes import blp as auth_blp
+    from app.checkins.routes import blp as checkins_blp
+    from app.credits.routes import blp as credits_blp
+    from app.extensions import api, db
+    from app.orgs.routes import blp as orgs_blp
+    from app.venues.routes import blp as venues_blp
+
+    for blueprint in (auth_blp, orgs_blp, venues_blp, checkins_blp, credits_blp):
+        api.register_blueprint(blueprint)
+
+    @app.get("/healthz")
+    def healthz():
+        """Liveness: the process answers."""
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz():
+        """Readiness: the database answers."""
+        try:
+            db.session.execute(text("SELECT 1"))
+        except Exception:
+            db.session.rollback()
+            return jsonify({"status": "unavailable", "database": "down"}), 503
+        return jsonify({"status": "ok", "database": "ok"})

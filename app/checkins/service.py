@@ -1,0 +1,420 @@
+"""The scan pipeline: a QR scan becomes a stay, a completed stay becomes a ledger credit.
+
+One scan is one transaction: verify the code or pass, lock the student (so a student's scans
+queue, whatever the concurrency), settle stale stays, open or close a stay, credit it, store the
+scan with its answer, commit once. Refused scans are stored too, with their reason. A nonce makes
+a scan idempotent: the same nonce and body replays the stored answer; a different body is a 409.
+
+Times: a code scan (student or guardian) happens *now*, because the code itself is only valid for
+60 s; a staff scan may carry `scanned_at` from an offline device (≤ 72 h old, ≤ 2 min ahead).
+A stay must be closed by min(activity end, local midnight of its entry day); an exit scan up to
+EXIT_GRACE later still closes it, the stay counting up to that deadline. An open stay past its
+deadline becomes `no_exit` (未签退) when the student's next scan arrives or `flask checkins
+expire` runs; a staff exit scan whose scanned_at lies within the stay may still complete it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.auth.models import StaffVenue, User
+from app.checkins.models import Checkin, Scan
+from app.common import iso
+from app.credits import ledger
+from app.credits.rules import local_day_bounds, stay_minutes
+from app.credits.service import credit_stay
+from app.db import utcnow
+from app.errors import APIError, not_found
+from app.extensions import db
+from app.orgs.models import GuardianLink, Student
+from app.venues import codes
+from app.venues.models import Activity
+
+EXIT_GRACE = timedelta(minutes=30)
+OFFLINE_MAX_AGE = timedelta(hours=72)
+MAX_CLOCK_AHEAD = timedelta(minutes=2)
+
+REASONS = {
+    "code_invalid": "二维码无效，请扫描场馆屏幕上的签到二维码。",
+    "code_expired": "二维码已过期，请扫描场馆屏幕上的最新二维码。",
+    "pass_revoked": "这张学生码已作废，请出示最新的学生码（学生主页可查看，或请学校重新打印）。",
+    "activity_not_open": "现在不在该活动的开放时间内，请在活动时间内签到或签退。",
+    "activity_full": "该活动名额已满，请选择其他场次的科普活动。",
+    "not_eligible": "该活动不面向你所在的年级，请选择适合你年级的科普活动。",
+    "already_checked_in": "你已经签到过了，离开时请扫描签退二维码。",
+    "not_checked_in": "没有找到未结束的签到记录，请先扫描签到二维码；若忘记签退，请联系场馆工作人员补签退。",
+    "scanned_at_invalid": "扫描时间无效：离线记录须在 72 小时内上传，且不能比现在晚 2 分钟以上。",
+    "not_guardian": "你不是该学生的监护人，不能为其签到。请先在家长主页绑定孩子。",
+    "student_inactive": "该学生账号已停用，请联系学校老师。",
+    "term_closed": "该学期已归档，不能再签到或签退，请联系学校老师。",
+}
+
+STATUS_LABELS = {
+    "open": "已签到",
+    "completed": "已完成",
+    "no_exit": "未签退",
+    "flagged": "待复核",
+    "rejected": "复核未通过",
+}
+
+
+class Refused(Exception):
+    """A scan refused with a SPEC reason code (answered 422 and stored)."""
+
+    def __init__(self, reason: str, **details):
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+
+@dataclass
+class ScanRequest:
+    """One scan as received: the body fields plus who sent it, from which device, in which mode."""
+
+    actor: User
+    source: str  # self | guardian | staff | group
+    code: str | None = None
+    student_id: int | None = None
+    student_pass: str | None = None
+    activity_id: int | None = None
+    direction: str | None = None
+    nonce: str | None = None
+    scanned_at: datetime | None = None
+    device_id: str | None = None
+    body: dict = field(default_factory=dict)
+
+
+@dataclass
+class ScanResult:
+    status: int  # 201 accepted, 200 replayed, 422 refused
+    body: dict
+    replayed: bool = False
+    scan: Scan | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in (200, 201) and "checkin" in self.body
+
+
+def request_hash(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def mode_for(user: User) -> str:
+    """The scan mode of a role: students scan for themselves, guardians for children, staff passes."""
+    return {"student": "self", "guardian": "guardian", "venue_staff": "staff", "admin": "staff"}.get(user.role, "")
+
+
+# --- the pipeline ---------------------------------------------------------------------------------
+
+
+def scan(req: ScanRequest, *, now: datetime | None = None) -> ScanResult:
+    """Process one scan in its own transaction and return the answer (also stored for replays)."""
+    now = now or utcnow()
+    digest = request_hash(req.body)
+    if req.nonce:
+        replay = _replay(req, digest)
+        if replay is not None:
+            return replay
+    student_id = activity_id = None
+    try:
+        target = _resolve(req, now)
+        student_id, activity_id = target.student.id, target.activity.id
+        ledger.lock_student(student_id)  # every scan of one student queues here
+        if req.nonce:
+            replay = _replay(req, digest)
+            if replay is not None:
+                db.session.rollback()
+                return replay
+        with db.session.begin_nested():
+            checkin, entry = _apply(req, target)
+        body = {"checkin": checkin_view(checkin), "credit": credit_view(entry), "replayed": False}
+        result = ScanResult(201, body)
+        row = _store(req, digest, target.direction, student_id, activity_id, checkin.id, target.when, result, None)
+    except Refused as refusal:
+        body = refusal_body(refusal)
+        result = ScanResult(422, body)
+        row = _store(req, digest, req.direction, student_id, activity_id, None, None, result, refusal.reason)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The same nonce won a race in another transaction: answer with what it stored.
+        db.session.rollback()
+        replay = _replay(req, digest) if req.nonce else None
+        if replay is None:
+            raise
+        return replay
+    result.scan = row
+    return result
+
+
+def refusal_body(refusal: Refused) -> dict:
+    return {"error": {"code": refusal.reason, "message": REASONS[refusal.reason], "details": refusal.details}}
+
+
+def _replay(req: ScanRequest, digest: str) -> ScanResult | None:
+    row = db.session.scalar(select(Scan).where(Scan.actor_id == req.actor.id, Scan.nonce == req.nonce))
+    if row is None:
+        return None
+    if row.request_hash != digest:
+        raise APIError(409, "nonce_reused", "同一个 nonce 已用于另一条不同的扫描记录。", {"nonce": req.nonce})
+    body = dict(row.response_body)
+    if row.response_status == 201:
+        return ScanResult(200, {**body, "replayed": True}, replayed=True, scan=row)
+    error = dict(body["error"])
+    error["details"] = {**error.get("details", {}), "replayed": True}
+    return ScanResult(row.response_status, {"error": error}, replayed=True, scan=row)
+
+
+def _store(req, digest, direction, student_id, activity_id, checkin_id, when, result, reason) -> Scan:
+    row = Scan(
+        actor_id=req.actor.id,
+        nonce=req.nonce or f"server-{uuid.uuid4().hex}",
+        request_hash=digest,
+        source=req.source,
+        direction=direction if direction in codes.DIRECTIONS else None,
+        student_id=student_id,
+        activity_id=activity_id,
+        checkin_id=checkin_id,
+        device_id=req.device_id,
+        scanned_at=when or req.scanned_at,
+        successful=reason is None,
+        reason=reason,
+        response_status=result.status,
+        response_body=result.body,
+    )
+    db.session.add(row)
+    return row
+
+
+@dataclass
+class Target:
+    student: Student
+    activity: Activity
+    direction: str
+    when: datetime
+
+
+def _resolve(req: ScanRequest, now: datetime) -> Target:
+    """Who is scanned, where, which way and when — or the reason the scan cannot be used."""
+    if req.source in ("staff", "group"):
+        if req.source == "staff":
+            student_id, version = _verify_pass(req.student_pass)
+        else:
+            student_id, version = req.student_id, None
+        student = db.session.get(Student, student_id)
+        if student is None:
+            raise Refused("code_invalid")
+        if version is not None and version != student.pass_version:
+            raise Refused("pass_revoked")
+        activity = _staff_activity(req.actor, req.activity_id) if req.source == "staff" else db.session.get(
+            Activity, req.activity_id
+        )
+        target = Target(student, activity, req.direction, _offline_time(req.scanned_at, now))
+    else:
+        try:
+            activity_id, direction = codes.verify_venue_code(req.code or "", now)
+        except codes.CodeRefused as exc:
+            raise Refused(exc.reason) from None
+        activity = db.session.get(Activity, activity_id)
+        if activity is None:
+            raise Refused("code_invalid")
+        student = _code_student(req)
+        if req.scanned_at is not None and abs(req.scanned_at - now) > MAX_CLOCK_AHEAD:
+            raise Refused("scanned_at_invalid", scanned_at=iso(req.scanned_at))
+        target = Target(student, activity, direction, now)
+    return _checked(target)
+
+
+def _verify_pass(token: str | None) -> tuple[int, int]:
+    try:
+        return codes.verify_pass(token or "")
+    except codes.CodeRefused as exc:
+        raise Refused(exc.reason) from None
+
+
+def _staff_activity(actor: User, activity_id: int | None) -> Activity:
+    activity = db.session.get(Activity, activity_id) if activity_id else None
+    if activity is None:
+        raise not_found("科普活动")
+    if actor.role != "admin" and db.session.get(StaffVenue, (actor.id, activity.venue_id)) is None:
+        raise not_found("科普活动")
+    return activity
+
+
+def _code_student(req: ScanRequest) -> Student:
+    if req.source == "self":
+        return db.session.get(Student, req.actor.student_id)
+    if req.student_id is None or db.session.get(GuardianLink, (req.actor.id, req.student_id)) is None:
+        raise Refused("not_guardian", student_id=req.student_id)
+    return db.session.get(Student, req.student_id)
+
+
+def _offline_time(scanned_at: datetime | None, now: datetime) -> datetime:
+    if scanned_at is None:
+        return now
+    if scanned_at > now + MAX_CLOCK_AHEAD or scanned_at < now - OFFLINE_MAX_AGE:
+        raise Refused("scanned_at_invalid", scanned_at=iso(scanned_at))
+    return min(scanned_at, now)
+
+
+def _checked(target: Target) -> Target:
+    """Refusals that depend only on the student and the activity."""
+    student, activity = target.student, target.activity
+    if not student.active:
+        raise Refused("student_inactive")
+    if student.grade not in (activity.grades or range(1, 10)):
+        raise Refused("not_eligible", grade=student.grade, grades=activity.grades)
+    if not activity.venue.active:
+        raise Refused("activity_not_open")
+    return target
+
+
+def _apply(req: ScanRequest, target: Target) -> tuple[Checkin, object | None]:
+    """Open or close a stay (the student is locked); returns the stay and its ledger entry, if any."""
+    if target.direction == "entry":
+        return _enter(req, target), None
+    return _exit(req, target)
+
+
+def deadline_of(activity: Activity, entered_at: datetime) -> datetime:
+    """When a stay must end: the activity's end or local midnight of the entry day, the earlier."""
+    return min(activity.ends_at, local_day_bounds(entered_at)[1])
+
+
+def expire_stale(student_id: int, now: datetime) -> int:
+    """Mark the student's stays open past their deadline (and grace) as no_exit; returns how many."""
+    stale = db.session.scalars(
+        select(Checkin).where(
+            Checkin.student_id == student_id, Checkin.status == "open", Checkin.deadline < now - EXIT_GRACE
+        )
+    ).all()
+    for checkin in stale:
+        checkin.status = "no_exit"
+    return len(stale)
+
+
+def expire_all(now: datetime | None = None) -> int:
+    """Mark every stay open past its deadline (and grace) as no_exit, for all students."""
+    now = now or utcnow()
+    stale = db.session.scalars(
+        select(Checkin).where(Checkin.status == "open", Checkin.deadline < now - EXIT_GRACE)
+    ).all()
+    for checkin in stale:
+        checkin.status = "no_exit"
+    return len(stale)
+
+
+def _enter(req: ScanRequest, target: Target) -> Checkin:
+    student, activity, when = target.student, target.activity, target.when
+    if not (activity.starts_at <= when <= activity.ends_at):
+        raise Refused("activity_not_open", starts_at=iso(activity.starts_at), ends_at=iso(activity.ends_at))
+    expire_stale(student.id, when)
+    open_stays = db.session.scalars(
+        select(Checkin).where(Checkin.student_id == student.id, Checkin.status == "open")
+    ).all()
+    for stay in open_stays:
+        if stay.activity_id == activity.id and stay.entered_at <= when <= stay.deadline + EXIT_GRACE:
+            raise Refused("already_checked_in", checkin_id=stay.id, entered_at=iso(stay.entered_at))
+    for stay in open_stays:
+        # A forgotten sign-out elsewhere must not block this visit: that stay ends as 未签退.
+        if stay.activity_id != activity.id and stay.entered_at <= when:
+            stay.status = "no_exit"
+    if activity.capacity is not None:
+        _check_capacity(activity, student.id)
+    checkin = Checkin(
+        student_id=student.id,
+        activity_id=activity.id,
+        venue_id=activity.venue_id,
+        entered_at=when,
+        deadline=deadline_of(activity, when),
+        source=req.source,
+        device_id=req.device_id,
+        status="open",
+        flags=[],
+        created_by=req.actor.id,
+    )
+    checkin.activity = activity
+    db.session.add(checkin)
+    db.session.flush()
+    return checkin
+
+
+def _check_capacity(activity: Activity, student_id: int) -> None:
+    """Refuse an entry when every seat is taken; the activity row is locked so seats never oversell."""
+    db.session.execute(select(Activity.id).where(Activity.id == activity.id).with_for_update())
+    seated = set(
+        db.session.scalars(
+            select(Checkin.student_id)
+            .where(Checkin.activity_id == activity.id, Checkin.status.in_(("open", "completed", "flagged")))
+            .distinct()
+        )
+    )
+    if student_id not in seated and len(seated) >= activity.capacity:  # coming back in keeps one seat
+        raise Refused("activity_full", capacity=activity.capacity)
+
+
+def _exit(req: ScanRequest, target: Target):
+    student, activity, when = target.student, target.activity, target.when
+    if when > activity.ends_at + EXIT_GRACE and req.source != "staff":
+        raise Refused("activity_not_open", starts_at=iso(activity.starts_at), ends_at=iso(activity.ends_at))
+    checkin = db.session.scalar(
+        select(Checkin)
+        .where(
+            Checkin.student_id == student.id,
+            Checkin.activity_id == activity.id,
+            Checkin.status.in_(("open", "no_exit")),
+            Checkin.entered_at <= when,
+        )
+        .order_by(Checkin.entered_at.desc())
+        .limit(1)
+    )
+    if checkin is None or when > checkin.deadline + EXIT_GRACE:
+        expire_stale(student.id, when)
+        raise Refused("not_checked_in")
+    checkin.exited_at = min(when, checkin.deadline)
+    checkin.minutes = stay_minutes(checkin.entered_at, checkin.exited_at)
+    checkin.exit_source = req.source
+    if checkin.flags:
+        checkin.status = "flagged"  # waits for a teacher; credited when approved
+        db.session.flush()
+        return checkin, None
+    checkin.status = "completed"
+    db.session.flush()
+    return checkin, credit_stay(checkin, actor_id=req.actor.id)
+
+
+# --- views --------------------------------------------------------------------------------------
+
+
+def checkin_view(checkin: Checkin) -> dict:
+    activity = checkin.activity
+    return {
+        "id": checkin.id,
+        "student_id": checkin.student_id,
+        "activity_id": checkin.activity_id,
+        "activity_title": activity.title,
+        "activity_kind": activity.kind,
+        "venue_id": checkin.venue_id,
+        "venue_name": activity.venue.name,
+        "entered_at": iso(checkin.entered_at),
+        "exited_at": iso(checkin.exited_at),
+        "minutes": checkin.minutes,
+        "source": checkin.source,
+        "status": checkin.status,
+        "status_label": STATUS_LABELS[checkin.status],
+        "flags": list(checkin.flags or []),
+    }
+
+
+def credit_view(entry) -> dict | None:
+    if entry is None:
+        return None
+    return {"amount": f"{entry.amount:.2f}", "entry_id": entry.id, "seq": entry.seq, "explanation": entry.explanation}

@@ -1,0 +1,93 @@
+"""Flask commands: seed-demo, users, ledger, rules, checkins."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+
+def register_cli(app: Flask) -> None:
+    """Attach every command group to the app."""
+    users = AppGroup("users", help="Manage accounts.")
+    ledger_cli = AppGroup("ledger", help="Check the tamper-evident ledger.")
+    rules_cli = AppGroup("rules", help="Credit rule-set versions.")
+    checkins_cli = AppGroup("checkins", help="Check-in housekeeping.")
+
+    @users.command("create-admin")
+    @click.argument("username")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    def create_admin(username: str, password: str) -> None:
+        """Create an admin account (password from --password or a prompt)."""
+        from sqlalchemy import select
+
+        from app.auth.models import User
+        from app.auth.passwords import hash_password
+        from app.extensions import db
+
+        if db.session.scalar(select(User).where(User.username == username)):
+            raise click.ClickException(f"user {username!r} already exists")
+        if len(password) < 8:
+            raise click.ClickException("the password must have at least 8 characters")
+        db.session.add(User(username=username, password_hash=hash_password(password), role="admin"))
+        db.session.commit()
+        click.echo(f"admin {username} created")
+
+    @ledger_cli.command("verify")
+    def ledger_verify() -> None:
+        """Recompute every student's hash chain; exit 1 naming each break."""
+        from app.credits.ledger import verify_all
+
+        chains = entries = broken = 0
+        for report in verify_all():
+            chains += 1
+            entries += report.entries
+            if not report.ok:
+                broken += 1
+                click.echo(f"BROKEN student {report.student_id}: first bad seq {report.first_bad_seq}", err=True)
+        click.echo(f"{chains} chains, {entries} entries, {broken} broken")
+        if broken:
+            sys.exit(1)
+
+    @rules_cli.command("load")
+    @click.argument("path", type=click.Path(exists=True, dir_okay=False))
+    @click.option("--activate", is_flag=True, help="Make it the active rule set at once.")
+    def rules_load(path: str, activate: bool) -> None:
+        """Load a rule file (YAML or JSON) as a new version."""
+        from app.credits.rules import RuleSetError, load_rule_file
+        from app.credits.service import add_rule_version
+        from app.errors import APIError
+        from app.extensions import db
+
+        try:
+            rules = load_rule_file(path)
+            row = add_rule_version(rules.document, activate=activate)
+        except RuleSetError as exc:
+            raise click.ClickException("invalid rule file:\n" + json.dumps(exc.errors, ensure_ascii=False, indent=2))
+        except APIError as exc:
+            raise click.ClickException(f"{exc.message} {json.dumps(exc.details, ensure_ascii=False)}")
+        db.session.commit()
+        click.echo(f"rule set {row.version} loaded{' and activated' if activate else ''}")
+
+    @checkins_cli.command("expire")
+    def checkins_expire() -> None:
+        """Mark stays left open past their deadline as 未签退 (no_exit); run it nightly from cron."""
+        from app.checkins.service import expire_all
+        from app.extensions import db
+
+        count = expire_all()
+        db.session.commit()
+        click.echo(f"{count} stays marked no_exit")
+
+    @app.cli.command("seed-demo")
+    def seed_demo() -> None:
+        """Create (or complete) the demo city and print its logins; safe to run again."""
+        from app.seed import seed_demo as run
+
+        run(click.echo)
+
+    for group in (users, ledger_cli, rules_cli, checkins_cli):
+        app.cli.add_command(group)

@@ -1,0 +1,159 @@
+"""The append-only, hash-chained ledger: append (locking the chain head), hash, verify.
+
+Each entry's hash is SHA-256 over a canonical JSON of its fields and the previous entry's hash,
+so altering, removing or reordering any entry breaks every hash after it. Appends lock the
+student's row, the anchor of the chain, so concurrent appends for one student queue instead of
+forking the chain; the unique (student_id, seq) key is the last line of defence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from app.credits.models import GENESIS_HASH, LedgerEntry
+from app.credits.rules import local_date, school_year_of, term_of
+from app.db import utcnow
+from app.extensions import db
+from app.orgs.models import Student
+
+HASHED_FIELDS = (
+    "student_id", "seq", "kind", "amount", "activity_kind", "competition", "source", "source_id",
+    "unique_key", "reverses_id", "venue_id", "occurred_at", "school_year", "term", "rule_version",
+    "explanation", "created_at", "created_by",
+)
+
+
+def _wire(value):
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def canonical_json(entry: LedgerEntry) -> bytes:
+    """The bytes an entry's hash is computed over (sorted keys, no spaces, UTF-8)."""
+    fields = {name: _wire(getattr(entry, name)) for name in HASHED_FIELDS}
+    fields["prev_hash"] = entry.prev_hash
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(entry: LedgerEntry) -> str:
+    return hashlib.sha256(canonical_json(entry)).hexdigest()
+
+
+def lock_student(student_id: int) -> None:
+    """Take the per-student lock (row lock on PostgreSQL; SQLite writers are already serial)."""
+    db.session.execute(select(Student.id).where(Student.id == student_id).with_for_update())
+
+
+def append(
+    *,
+    student_id: int,
+    kind: str,
+    amount: Decimal,
+    source: str,
+    occurred_at: datetime,
+    rule_version: str,
+    explanation: dict,
+    source_id: int | None = None,
+    unique_key: str | None = None,
+    activity_kind: str | None = None,
+    competition: str | None = None,
+    venue_id: int | None = None,
+    reverses_id: int | None = None,
+    created_by: int | None = None,
+) -> LedgerEntry:
+    """Append one entry to the student's chain (within the caller's transaction) and return it."""
+    lock_student(student_id)
+    head = db.session.execute(
+        select(LedgerEntry.seq, LedgerEntry.hash)
+        .where(LedgerEntry.student_id == student_id)
+        .order_by(LedgerEntry.seq.desc())
+        .limit(1)
+    ).first()
+    day = local_date(occurred_at)
+    entry = LedgerEntry(
+        student_id=student_id,
+        seq=(head.seq + 1) if head else 1,
+        kind=kind,
+        amount=Decimal(amount).quantize(Decimal("0.01")),
+        activity_kind=activity_kind,
+        competition=competition,
+        source=source,
+        source_id=source_id,
+        unique_key=unique_key,
+        reverses_id=reverses_id,
+        venue_id=venue_id,
+        occurred_at=occurred_at,
+        school_year=school_year_of(day),
+        term=term_of(day),
+        rule_version=rule_version,
+        explanation=explanation,
+        created_at=utcnow(),
+        created_by=created_by,
+        prev_hash=head.hash if head else GENESIS_HASH,
+    )
+    entry.hash = entry_hash(entry)
+    db.session.add(entry)
+    db.session.flush()
+    return entry
+
+
+@dataclass
+class ChainReport:
+    student_id: int
+    ok: bool
+    entries: int
+    head: str
+    first_bad_seq: int | None
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "entries": self.entries, "head": self.head, "first_bad_seq": self.first_bad_seq}
+
+
+class _ChainChecker:
+    """Walks one chain in seq order and remembers the first entry that does not fit."""
+
+    def __init__(self, student_id: int):
+        self.report = ChainReport(student_id, True, 0, GENESIS_HASH, None)
+
+    def feed(self, entry: LedgerEntry) -> None:
+        report = self.report
+        report.entries += 1
+        expected_seq = report.entries
+        fits = entry.seq == expected_seq and entry.prev_hash == report.head and entry_hash(entry) == entry.hash
+        if not fits and report.ok:
+            report.ok, report.first_bad_seq = False, entry.seq if entry.seq == expected_seq else expected_seq
+        report.head = entry.hash
+
+
+def verify_chain(student_id: int) -> ChainReport:
+    """Recompute one student's chain: ok, number of entries, head hash, first bad seq."""
+    checker = _ChainChecker(student_id)
+    for entry in db.session.scalars(
+        select(LedgerEntry).where(LedgerEntry.student_id == student_id).order_by(LedgerEntry.seq)
+    ):
+        checker.feed(entry)
+    return checker.report
+
+
+def verify_all(batch: int = 5000):
+    """Yield a ChainReport for every student with entries, streaming the whole ledger once."""
+    checker = None
+    stmt = select(LedgerEntry).order_by(LedgerEntry.student_id, LedgerEntry.seq).execution_options(yield_per=batch)
+    for entry in db.session.scalars(stmt):
+        if checker is None or checker.report.student_id != entry.student_id:
+            if checker is not None:
+                yield checker.report
+            checker = _ChainChecker(entry.student_id)
+        checker.feed(entry)
+        db.session.expunge(entry)
+    if checker is not None:
+        yield checker.report

@@ -1,0 +1,135 @@
+"""The ledger (paged, verifiable), transcripts, and rule-set versions."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+
+from app.auth.scope import current_user, get_student, roles_required
+from app.common import paginate
+from app.credits import ledger
+from app.credits import service as credit_service
+from app.credits.models import LedgerEntry, RuleVersion
+from app.credits.rules import local_date, school_year_of
+from app.db import utcnow
+from app.errors import APIError
+from app.extensions import db
+from app.transcripts import service as transcripts
+
+blp = Blueprint("credits", __name__, url_prefix="/api/v1", description="学分记录、学分报告单与规则 Ledger")
+
+RECORD_READERS = ("student", "guardian", "teacher", "school_admin")
+
+
+class LedgerArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    school_year = fields.String(validate=validate.Regexp(r"^\d{4}-\d{4}$"))
+
+
+class TranscriptArgs(Schema):
+    school_year = fields.String(validate=validate.Regexp(r"^\d{4}-\d{4}$"))
+    format = fields.String(load_default="json", validate=validate.OneOf(("json",)))
+
+
+class VerifySchema(Schema):
+    ok = fields.Boolean()
+    entries = fields.Integer()
+    head = fields.String()
+    first_bad_seq = fields.Integer(allow_none=True)
+
+
+class RuleVersionSchema(Schema):
+    version = fields.String(dump_only=True)
+    effective_from = fields.Date(dump_only=True)
+    active = fields.Boolean(dump_only=True)
+    document = fields.Dict(required=True)
+    activated_at = fields.DateTime(dump_only=True)
+
+
+class RuleCreateSchema(Schema):
+    version = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,32}$"))
+    effective_from = fields.Date(required=True)
+    document = fields.Dict(required=True)
+
+
+@blp.route("/students/<int:student_id>/ledger", methods=["GET"])
+@roles_required(*RECORD_READERS)
+@blp.arguments(LedgerArgs, location="query")
+@blp.response(200)
+def student_ledger(args, student_id):
+    """The student's ledger entries in seq order (paged), each with its explanation and hashes."""
+    student = get_student(current_user(), student_id)
+    query = select(LedgerEntry).where(LedgerEntry.student_id == student.id).order_by(LedgerEntry.seq)
+    if "school_year" in args:
+        query = query.where(LedgerEntry.school_year == args["school_year"])
+    page = paginate(query, args)
+    page["items"] = [transcripts.entry_view(e) for e in page["items"]]
+    return page
+
+
+@blp.route("/students/<int:student_id>/ledger/verify", methods=["GET"])
+@roles_required(*RECORD_READERS)
+@blp.response(200, VerifySchema)
+def verify_ledger(student_id):
+    """Recompute the student's hash chain: ok, entries, head hash and the first bad seq."""
+    student = get_student(current_user(), student_id)
+    return ledger.verify_chain(student.id).as_dict()
+
+
+@blp.route("/students/<int:student_id>/transcript", methods=["GET"])
+@roles_required(*RECORD_READERS)
+@blp.arguments(TranscriptArgs, location="query")
+@blp.response(200)
+def student_transcript(args, student_id):
+    """The yearly transcript (学分报告单): totals by kind and term against the requirement."""
+    student = get_student(current_user(), student_id)
+    school_year = args.get("school_year") or school_year_of(local_date(utcnow()))
+    return transcripts.transcript(student, school_year)
+
+
+@blp.route("/rules")
+class Rules(MethodView):
+    @roles_required()
+    @blp.response(200)
+    def get(self):
+        """Rule-set versions, newest first."""
+        rows = db.session.scalars(select(RuleVersion).order_by(RuleVersion.effective_from.desc())).all()
+        return {"items": [RuleVersionSchema(exclude=("document",)).dump(r) for r in rows]}
+
+    @roles_required("admin", "city_officer")
+    @blp.arguments(RuleCreateSchema)
+    @blp.response(201, RuleVersionSchema)
+    def post(self, body):
+        """Add a rule-set version (validated; not active until activated)."""
+        document = {**body["document"], "version": body["version"],
+                    "effective_from": body["effective_from"].isoformat()}
+        row = credit_service.add_rule_version(document)
+        db.session.commit()
+        return row
+
+
+@blp.route("/rules/<version>", methods=["GET"])
+@roles_required()
+@blp.response(200, RuleVersionSchema)
+def get_rules(version):
+    """One rule-set version with its document (the rule file as JSON)."""
+    row = db.session.get(RuleVersion, version)
+    if row is None:
+        raise APIError(404, "not_found", "找不到该规则版本。")
+    return row
+
+
+@blp.route("/rules/<version>/activate", methods=["POST"])
+@roles_required("admin", "city_officer")
+@blp.response(200, RuleVersionSchema)
+def activate_rules(version):
+    """Make this version compute every new credit from now on."""
+    row = db.session.get(RuleVersion, version)
+    if row is None:
+        raise APIError(404, "not_found", "找不到该规则版本。")
+    credit_service.activate_version(row)
+    db.session.commit()
+    return row

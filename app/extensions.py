@@ -1,0 +1,44 @@
+"""Extensions, created bare and bound to an app in create_app()."""
+
+from __future__ import annotations
+
+from flask import request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_migrate import Migrate
+from flask_smorest import Api
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+# Deterministic constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Model(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ErrorEnvelopeApi(Api):
+    """flask-smorest's Api, answering HTTP errors in the project's one error envelope."""
+
+    def handle_http_exception(self, error):  # noqa: D401 - flask-smorest hook
+        from app.errors import http_error_response
+
+        return http_error_response(error)
+
+
+def _client_address() -> str:
+    return get_remote_address() or request.remote_addr or "unknown"
+
+
+db = SQLAlchemy(model_class=Model)
+migrate = Migrate()
+api = ErrorEnvelopeApi()
+limiter = Limiter(key_func=_client_address, headers_enabled=True)

@@ -1,0 +1,66 @@
+"""What crosses the wire for districts, schools, classes and students."""
+
+from marshmallow import Schema, fields, validate
+
+from app.common import AwareDateTime
+
+
+class DistrictSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,32}$"))
+
+
+class SchoolSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    district_id = fields.Integer(required=True)
+    pilot = fields.Boolean(load_default=False)
+    latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
+    longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
+
+
+class ClassSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    school_id = fields.Integer(required=True)
+    grade = fields.Integer(required=True, validate=validate.Range(1, 9))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class StudentSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    school_id = fields.Integer(required=True)
+    class_id = fields.Integer(required=True)
+    student_number = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    grade = fields.Integer(dump_only=True)
+    active = fields.Boolean(load_default=True)
+
+
+class StudentUpdateSchema(Schema):
+    class_id = fields.Integer()
+    name = fields.String(validate=validate.Length(min=1, max=64))
+    active = fields.Boolean()
+
+
+class StudentListArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    school_id = fields.Integer()
+    class_id = fields.Integer()
+
+
+class SchoolListArgs(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    district_id = fields.Integer()
+
+
+class InviteSchema(Schema):
+    code = fields.String()
+    expires_at = AwareDateTime()
+    student_id = fields.Integer()
+
+
+class ImportArgs(Schema):
+    partial = fields.Boolean(load_default=False)

@@ -1,0 +1,1 @@
+"""Configuration: settings classes (settings.py) and gunicorn settings (gunicorn.py)."""

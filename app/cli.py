@@ -66,9 +66,9 @@ def register_cli(app: Flask) -> None:
             rules = load_rule_file(path)
             row = add_rule_version(rules.document, activate=activate)
         except RuleSetError as exc:
-            raise click.ClickException("invalid rule file:\n" + json.dumps(exc.errors, ensure_ascii=False, indent=2))
+            raise click.ClickException("invalid rule file:\n" + json.dumps(exc.errors, ensure_ascii=False, indent=2)) from None
         except APIError as exc:
-            raise click.ClickException(f"{exc.message} {json.dumps(exc.details, ensure_ascii=False)}")
+            raise click.ClickException(f"{exc.message} {json.dumps(exc.details, ensure_ascii=False)}") from None
         db.session.commit()
         click.echo(f"rule set {row.version} loaded{' and activated' if activate else ''}")
 

@@ -38,6 +38,7 @@ class Money(TypeDecorator):
     """A credit amount: Decimal with two places in Python, integer cents in the database.
 
     Integer cents are exact on every backend (SQLite has no decimal type) and make sums cheap.
+    SQL aggregates keep the column type, so SUM(amount) also comes back as a Decimal.
     """
 
     impl = BigInteger
@@ -55,11 +56,6 @@ class Money(TypeDecorator):
         if value is None:
             return None
         return (Decimal(int(value)) / 100).quantize(CENT)
-
-
-def cents_to_decimal(cents) -> Decimal:
-    """A SUM over a Money column (integer cents, or None) as a two-place Decimal."""
-    return (Decimal(int(cents or 0)) / 100).quantize(CENT)
 
 
 def configure_sqlite(engine: Engine) -> None:

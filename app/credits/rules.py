@@ -21,10 +21,11 @@ Decisions where the spec is silent (written down here, as SPEC asks):
   would leave the replacement *below* the amount already credited (only possible when the year is
   already over the cap, e.g. after a rule change), the old entry is kept: 0.00, no replacement.
 * A negative day or year total (a data error, or adjustments) counts as 0 toward a cap, so the room
-  under a cap is never more than the cap; a negative ``same_work_best`` or count is a ``ValueError``.
-  A naive datetime is refused by the calendar helpers (the caller
-  says which zone it means; the wire rule "no offset means Asia/Shanghai" belongs to the API layer).
-* A student's ``min_minutes`` for a stay is the activity's own value when it has one, else the kind's
+  under a cap is never more than the cap; a negative ``same_work_best``, count or minutes is a
+  ``ValueError``.
+* A naive datetime is refused by the calendar helpers (the caller says which zone it means; the wire
+  rule "no offset means Asia/Shanghai" belongs to the API layer).
+* A stay's ``min_minutes`` is the activity's own value when it has one, else the kind's
   default from the rule set.
 """
 

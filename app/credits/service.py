@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from sqlalchemy import func, select
 
@@ -21,7 +22,7 @@ from app.credits.rules import (
     school_year_of,
     term_of,
 )
-from app.db import cents_to_decimal, utcnow
+from app.db import utcnow
 from app.errors import APIError
 from app.extensions import db
 
@@ -101,7 +102,7 @@ def stay_history(*, student_id: int, venue_id: int, occurred_at) -> StayHistory:
             LedgerEntry.id.not_in(reversed_ids),
         )
     )
-    return StayHistory(day_activity_total=cents_to_decimal(day_total), venue_stays_this_term=venue_stays or 0)
+    return StayHistory(day_activity_total=day_total or Decimal("0"), venue_stays_this_term=venue_stays or 0)
 
 
 def credit_stay(checkin, *, actor_id: int | None) -> LedgerEntry:

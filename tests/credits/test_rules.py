@@ -272,7 +272,6 @@ def test_unknown_stay_values(bad):
 @pytest.mark.parametrize(("stay", "history", "error"), [
     (Stay("visit", "museum", "city", -1), StayHistory(), ValueError),
     (Stay("visit", "museum", "city", 30, min_minutes=-5), StayHistory(), ValueError),
-    (Stay("visit", "museum", "city", 30), StayHistory(day_activity_total=D("-1")), ValueError),
     (Stay("visit", "museum", "city", 30), StayHistory(venue_stays_this_term=-1), ValueError),
     (Stay("visit", "museum", "city", 30.0), StayHistory(), TypeError),  # type: ignore[arg-type]
     (Stay("visit", "museum", "city", 30), StayHistory(day_activity_total=1.5), TypeError),  # type: ignore
@@ -280,6 +279,15 @@ def test_unknown_stay_values(bad):
 def test_bad_stay_inputs(stay, history, error):
     with pytest.raises(error):
         evaluate_stay(RULES, stay, history)
+
+
+def test_negative_totals_count_as_zero_toward_the_caps():
+    assert str(credit("visit", 120, level="national", day="-3.00").amount) == "3.00"
+    history = CompetitionHistory(year_competition_total=D("-5"))
+    assert str(evaluate_competition(RULES, "national", "first", history).amount) == "8.00"
+    history = CompetitionHistory(year_competition_total=D("-5"), same_work_best=D("-1"))
+    with pytest.raises(ValueError):
+        evaluate_competition(RULES, "national", "first", history)
 
 
 def test_history_defaults_to_nothing_earned():
@@ -476,9 +484,7 @@ def test_same_work_counts_once(year, best, level, award, expected, replaces, cap
     assert_json_exact(expl)
 
 
-def test_competition_history_rejects_negative_and_float():
-    with pytest.raises(ValueError):
-        evaluate_competition(RULES, "city", "first", CompetitionHistory(year_competition_total=D("-1")))
+def test_competition_history_rejects_float():
     with pytest.raises(TypeError):
         evaluate_competition(RULES, "city", "first", CompetitionHistory(same_work_best=1.5))  # type: ignore
 

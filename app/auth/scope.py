@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import g, request
+from flask import request
 from sqlalchemy import false, select, true
 
 from app.auth.models import StaffVenue, TeacherClass, User
@@ -20,11 +20,17 @@ from app.venues.models import Activity, Venue
 
 STAFF_OF_SCHOOL = ("teacher", "school_admin")
 OFFICERS = ("district_officer", "city_officer")
+_USER_KEY = "ledger.user"
 
 
 def current_user() -> User:
-    """The authenticated user of this request (401 when there is none)."""
-    user = getattr(g, "user", None)
+    """The authenticated user of this request (401 when there is none).
+
+    Cached in the request's WSGI environ, not on `g`: `g` lives as long as the app context, and a
+    request made inside an outer app context (tests, scripts) reuses it, so a user cached on `g`
+    would answer for the next request's caller too.
+    """
+    user = request.environ.get(_USER_KEY)
     if user is None:
         user = authenticate()
     return user
@@ -43,7 +49,7 @@ def authenticate() -> User:
     user = db.session.get(User, int(claims["sub"]))
     if user is None or not user.active:
         raise APIError(401, "token_invalid", "登录凭证无效，请重新登录。")
-    g.user = user
+    request.environ[_USER_KEY] = user
     return user
 
 

@@ -1,0 +1,113 @@
+"""Real threads against PostgreSQL: duplicate exits, duplicate nonces, parallel chains.
+
+Each thread has its own app context, session and database connection, exactly like gunicorn
+workers; the data is committed and wiped afterwards (the `committed` fixture).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from app.checkins import service
+from app.checkins.models import Checkin, Scan
+from app.credits.ledger import verify_all
+from app.credits.models import LedgerEntry
+from app.db import utcnow
+from app.extensions import db
+from app.venues import codes
+from tests import factories as f
+
+THREADS = 50
+
+
+def _setup(app, pupils=1):
+    with app.app_context():
+        klass = f.school_class(grade=5)
+        students = [f.student(klass) for _ in range(pupils)]
+        accounts = [f.student_user(s) for s in students]
+        act = f.activity(kind="visit", starts_at=utcnow() - timedelta(hours=2), ends_at=utcnow() + timedelta(hours=6))
+        db.session.commit()
+        return [a.id for a in accounts], [s.id for s in students], act.id
+
+
+def _run_threads(app, work, count=THREADS):
+    barrier = threading.Barrier(count)
+    results, errors = [], []
+
+    def runner(i):
+        with app.app_context():
+            try:
+                barrier.wait()
+                results.append(work(i))
+            except Exception as exc:  # surfaced by the assertion below
+                errors.append(repr(exc))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    return results
+
+
+def _self_scan(account_id, activity_id, direction, nonce=None, at=None):
+    from app.auth.models import User
+
+    account = db.session.get(User, account_id)
+    token = codes.venue_code(activity_id, direction, at or utcnow()).token
+    body = {"code": token, "nonce": nonce or str(uuid.uuid4())}
+    req = service.ScanRequest(actor=account, source="self", code=token, nonce=body["nonce"], body=body)
+    return service.scan(req, now=at)
+
+
+def test_fifty_exit_scans_complete_one_stay_with_one_credit(app, committed):
+    (account,), (student,), activity = _setup(app)
+    with app.app_context():
+        assert _self_scan(account, activity, "entry", at=utcnow() - timedelta(minutes=45)).status == 201
+        db.session.remove()
+    statuses = _run_threads(app, lambda i: _self_scan(account, activity, "exit").status)
+    assert statuses.count(201) == 1
+    assert statuses.count(422) == THREADS - 1
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Checkin).where(Checkin.status == "completed")) == 1
+        entries = db.session.scalars(select(LedgerEntry).where(LedgerEntry.student_id == student)).all()
+        assert len(entries) == 1 and str(entries[0].amount) == "0.50"
+        refused = db.session.scalar(select(func.count()).select_from(Scan).where(Scan.reason == "not_checked_in"))
+        assert refused == THREADS - 1
+        assert all(r.ok for r in verify_all())
+
+
+def test_fifty_threads_same_nonce_make_one_scan(app, committed):
+    (account,), (student,), activity = _setup(app)
+    nonce = str(uuid.uuid4())
+    at = utcnow()
+    results = _run_threads(app, lambda i: _self_scan(account, activity, "entry", nonce=nonce, at=at))
+    assert sorted(r.status for r in results) == [200] * (THREADS - 1) + [201]
+    assert all(r.body["checkin"]["id"] == results[0].body["checkin"]["id"] for r in results)
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Scan).where(Scan.nonce == nonce)) == 1
+        assert db.session.scalar(select(func.count()).select_from(Checkin)) == 1
+
+
+def test_parallel_students_never_fork_a_chain(app, committed):
+    accounts, students, activity = _setup(app, pupils=10)
+    start = utcnow() - timedelta(minutes=95)
+    with app.app_context():
+        for account in accounts:
+            assert _self_scan(account, activity, "entry", at=start).status == 201
+        db.session.remove()
+    # two exits per pupil race each other, and ten pupils race each other
+    results = _run_threads(app, lambda i: _self_scan(accounts[i % 10], activity, "exit").status, count=20)
+    assert results.count(201) == 10
+    with app.app_context():
+        reports = list(verify_all())
+        assert len(reports) == 10 and all(r.ok and r.entries == 1 for r in reports)
+        seqs = db.session.execute(select(LedgerEntry.student_id, LedgerEntry.seq)).all()
+        assert len(set(seqs)) == len(seqs) == 10

@@ -12,7 +12,7 @@ keepalive = 5
 # Recycle workers now and then so a slow leak can never take a server down.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
 max_requests_jitter = 2000
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None  # "" turns it off (benchmarks)
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # The app is built once, before forking; workers must not share database connections.

@@ -85,20 +85,26 @@ def create_user(
         if role == "student" and student_id is not None:
             student = db.session.get(Student, student_id)
             _require(student is not None and student.school_id == actor.school_id, "student_id", "学生不存在。")
-    _require(db.session.scalar(select(User.id).where(User.username == username)) is None, "username", "用户名已被使用。")
+    if db.session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise field_error("username", "用户名已被使用。", 409)  # a conflict, as in register_guardian
     if role == "student":
         student = db.session.get(Student, student_id) if student_id else None
         _require(student is not None, "student_id", "学生账号必须关联一名学生。")
-        _require(
-            db.session.scalar(select(User.id).where(User.student_id == student_id)) is None,
-            "student_id",
-            "该学生已有账号。",
-        )
+        if db.session.scalar(select(User.id).where(User.student_id == student_id)) is not None:
+            raise field_error("student_id", "该学生已有账号。", 409)
         school_id = student.school_id
     if role in ("teacher", "school_admin"):
         _require(school_id is not None and db.session.get(School, school_id), "school_id", "必须指定存在的学校。")
     if role == "district_officer":
         _require(district_id is not None and db.session.get(District, district_id), "district_id", "必须指定存在的区。")
+    # Every link is checked before the account is written: a refusal leaves nothing behind.
+    class_ids = sorted(set(class_ids)) if role == "teacher" else []
+    for class_id in class_ids:
+        klass = db.session.get(SchoolClass, class_id)
+        _require(klass is not None and klass.school_id == school_id, "class_ids", f"班级 {class_id} 不属于该学校。")
+    venue_ids = sorted(set(venue_ids)) if role == "venue_staff" else []
+    for venue_id in venue_ids:
+        _require(db.session.get(Venue, venue_id) is not None, "venue_ids", f"场馆 {venue_id} 不存在。")
     user = User(
         username=username,
         password_hash=hash_password(password),
@@ -110,14 +116,7 @@ def create_user(
     )
     db.session.add(user)
     db.session.flush()
-    if role == "teacher":
-        for class_id in set(class_ids):
-            klass = db.session.get(SchoolClass, class_id)
-            _require(klass is not None and klass.school_id == school_id, "class_ids", f"班级 {class_id} 不属于该学校。")
-            db.session.add(TeacherClass(user_id=user.id, class_id=class_id))
-    if role == "venue_staff":
-        for venue_id in set(venue_ids):
-            _require(db.session.get(Venue, venue_id) is not None, "venue_ids", f"场馆 {venue_id} 不存在。")
-            db.session.add(StaffVenue(user_id=user.id, venue_id=venue_id))
+    db.session.add_all(TeacherClass(user_id=user.id, class_id=class_id) for class_id in class_ids)
+    db.session.add_all(StaffVenue(user_id=user.id, venue_id=venue_id) for venue_id in venue_ids)
     db.session.commit()
     return user

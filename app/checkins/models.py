@@ -39,7 +39,7 @@ class Checkin(db.Model):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    activity: Mapped[Activity] = relationship(lazy="joined")
+    activity: Mapped[Activity] = relationship()
 
 
 class Scan(db.Model):

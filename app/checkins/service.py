@@ -119,35 +119,32 @@ def scan(req: ScanRequest, *, now: datetime | None = None) -> ScanResult:
     """Process one scan in its own transaction and return the answer (also stored for replays)."""
     now = now or utcnow()
     digest = request_hash(req.body)
-    if req.nonce:
-        replay = _replay(req, digest)
-        if replay is not None:
-            return replay
     student_id = activity_id = None
     try:
-        target = _resolve(req, now)
+        target = _resolve(req, now)  # locks the student: every scan of one student queues here
         student_id, activity_id = target.student.id, target.activity.id
-        ledger.lock_student(student_id)  # every scan of one student queues here
-        if req.nonce:
-            replay = _replay(req, digest)
-            if replay is not None:
-                db.session.rollback()
-                return replay
+        replay = _replay(req, digest)
+        if replay is not None:
+            db.session.rollback()
+            return replay
         with db.session.begin_nested():
             checkin, entry = _apply(req, target)
         body = {"checkin": checkin_view(checkin), "credit": credit_view(entry), "replayed": False}
         result = ScanResult(201, body)
         row = _store(req, digest, target.direction, student_id, activity_id, checkin.id, target.when, result, None)
     except Refused as refusal:
-        body = refusal_body(refusal)
-        result = ScanResult(422, body)
+        replay = _replay(req, digest)
+        if replay is not None:
+            db.session.rollback()
+            return replay
+        result = ScanResult(422, refusal_body(refusal))
         row = _store(req, digest, req.direction, student_id, activity_id, None, None, result, refusal.reason)
     try:
         db.session.commit()
     except IntegrityError:
         # The same nonce won a race in another transaction: answer with what it stored.
         db.session.rollback()
-        replay = _replay(req, digest) if req.nonce else None
+        replay = _replay(req, digest)
         if replay is None:
             raise
         return replay
@@ -160,6 +157,9 @@ def refusal_body(refusal: Refused) -> dict:
 
 
 def _replay(req: ScanRequest, digest: str) -> ScanResult | None:
+    """The stored answer for this actor's nonce (409 if the body differs), or None."""
+    if not req.nonce:
+        return None
     row = db.session.scalar(select(Scan).where(Scan.actor_id == req.actor.id, Scan.nonce == req.nonce))
     if row is None:
         return None
@@ -203,20 +203,21 @@ class Target:
 
 
 def _resolve(req: ScanRequest, now: datetime) -> Target:
-    """Who is scanned, where, which way and when — or the reason the scan cannot be used."""
+    """Who is scanned, where, which way and when — or the reason the scan cannot be used.
+
+    The student's row is locked here; everything after it sees the student's latest state.
+    """
     if req.source in ("staff", "group"):
         if req.source == "staff":
             student_id, version = _verify_pass(req.student_pass)
         else:
             student_id, version = req.student_id, None
-        student = db.session.get(Student, student_id)
+        activity = _activity(req.activity_id, staff=req.actor if req.source == "staff" else None)
+        student = ledger.lock_student(student_id)
         if student is None:
             raise Refused("code_invalid")
         if version is not None and version != student.pass_version:
             raise Refused("pass_revoked")
-        activity = _staff_activity(req.actor, req.activity_id) if req.source == "staff" else db.session.get(
-            Activity, req.activity_id
-        )
         target = Target(student, activity, req.direction, _offline_time(req.scanned_at, now))
     else:
         try:
@@ -226,7 +227,7 @@ def _resolve(req: ScanRequest, now: datetime) -> Target:
         activity = db.session.get(Activity, activity_id)
         if activity is None:
             raise Refused("code_invalid")
-        student = _code_student(req)
+        student = ledger.lock_student(_code_student_id(req))
         if req.scanned_at is not None and abs(req.scanned_at - now) > MAX_CLOCK_AHEAD:
             raise Refused("scanned_at_invalid", scanned_at=iso(req.scanned_at))
         target = Target(student, activity, direction, now)
@@ -240,21 +241,25 @@ def _verify_pass(token: str | None) -> tuple[int, int]:
         raise Refused(exc.reason) from None
 
 
-def _staff_activity(actor: User, activity_id: int | None) -> Activity:
-    activity = db.session.get(Activity, activity_id) if activity_id else None
+def _activity(activity_id: int | None, staff: User | None) -> Activity:
+    """The activity (with its venue); for venue staff only one of their own venues' (else 404)."""
+    query = select(Activity).where(Activity.id == activity_id)
+    if staff is not None and staff.role != "admin":
+        query = query.where(
+            Activity.venue_id.in_(select(StaffVenue.venue_id).where(StaffVenue.user_id == staff.id))
+        )
+    activity = db.session.scalar(query) if activity_id else None
     if activity is None:
-        raise not_found("科普活动")
-    if actor.role != "admin" and db.session.get(StaffVenue, (actor.id, activity.venue_id)) is None:
         raise not_found("科普活动")
     return activity
 
 
-def _code_student(req: ScanRequest) -> Student:
+def _code_student_id(req: ScanRequest) -> int:
     if req.source == "self":
-        return db.session.get(Student, req.actor.student_id)
+        return req.actor.student_id
     if req.student_id is None or db.session.get(GuardianLink, (req.actor.id, req.student_id)) is None:
         raise Refused("not_guardian", student_id=req.student_id)
-    return db.session.get(Student, req.student_id)
+    return req.student_id
 
 
 def _offline_time(scanned_at: datetime | None, now: datetime) -> datetime:
@@ -316,7 +321,6 @@ def _enter(req: ScanRequest, target: Target) -> Checkin:
     student, activity, when = target.student, target.activity, target.when
     if not (activity.starts_at <= when <= activity.ends_at):
         raise Refused("activity_not_open", starts_at=iso(activity.starts_at), ends_at=iso(activity.ends_at))
-    expire_stale(student.id, when)
     open_stays = db.session.scalars(
         select(Checkin).where(Checkin.student_id == student.id, Checkin.status == "open")
     ).all()
@@ -324,8 +328,9 @@ def _enter(req: ScanRequest, target: Target) -> Checkin:
         if stay.activity_id == activity.id and stay.entered_at <= when <= stay.deadline + EXIT_GRACE:
             raise Refused("already_checked_in", checkin_id=stay.id, entered_at=iso(stay.entered_at))
     for stay in open_stays:
-        # A forgotten sign-out elsewhere must not block this visit: that stay ends as 未签退.
-        if stay.activity_id != activity.id and stay.entered_at <= when:
+        # Past its deadline, or a forgotten sign-out elsewhere: that stay ends as 未签退 and
+        # does not block this visit.
+        if stay.deadline < when - EXIT_GRACE or (stay.activity_id != activity.id and stay.entered_at <= when):
             stay.status = "no_exit"
     if activity.capacity is not None:
         _check_capacity(activity, student.id)

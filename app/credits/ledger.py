@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from app.credits.models import GENESIS_HASH, LedgerEntry
 from app.credits.rules import local_date, school_year_of, term_of
@@ -48,9 +49,24 @@ def entry_hash(entry: LedgerEntry) -> str:
     return hashlib.sha256(canonical_json(entry)).hexdigest()
 
 
-def lock_student(student_id: int) -> None:
-    """Take the per-student lock (row lock on PostgreSQL; SQLite writers are already serial)."""
-    db.session.execute(select(Student.id).where(Student.id == student_id).with_for_update())
+def lock_student(student_id: int) -> Student | None:
+    """Take the per-student lock and return the student, fresh (row lock on PostgreSQL; SQLite
+    write transactions are already serial). Locking twice in one transaction costs nothing."""
+    locked = db.session.info.setdefault("locked_students", set())
+    if student_id in locked:
+        return db.session.get(Student, student_id)
+    student = db.session.scalar(
+        select(Student).where(Student.id == student_id).with_for_update().execution_options(populate_existing=True)
+    )
+    locked.add(student_id)
+    return student
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_locks(session, transaction) -> None:
+    # Row locks end with the outermost transaction; savepoints keep them.
+    if transaction.parent is None:
+        session.info.pop("locked_students", None)
 
 
 def append(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from app.common import iso
 from app.credits import ledger
@@ -26,23 +25,24 @@ from app.db import utcnow
 from app.errors import APIError
 from app.extensions import db
 
-_parsed: dict[tuple[str, str], RuleSet] = {}
+_parsed: dict[str, RuleSet] = {}
 
 
 def _parse(row: RuleVersion) -> RuleSet:
-    # Parsed rule sets are immutable values; cache them by version and content.
-    key = (row.version, json.dumps(row.document, sort_keys=True))
-    if key not in _parsed:
-        _parsed[key] = parse_rule_set(row.document)
-    return _parsed[key]
+    # A stored version is never changed (there is no update path), so parse it once per process.
+    cached = _parsed.get(row.version)
+    if cached is None or cached.document != row.document:
+        cached = _parsed[row.version] = parse_rule_set(row.document)
+    return cached
 
 
 def active_rules() -> RuleSet:
-    """The rule set that computes new credits: the active version."""
-    row = db.session.scalar(select(RuleVersion).where(RuleVersion.active.is_(True)))
-    if row is None:
+    """The rule set that computes new credits: the active version (parsed once per process)."""
+    version = db.session.scalar(select(RuleVersion.version).where(RuleVersion.active.is_(True)))
+    if version is None:
         raise APIError(503, "no_active_rules", "尚未启用学分规则，请管理员运行 flask rules load。")
-    return _parse(row)
+    cached = _parsed.get(version)
+    return cached if cached is not None else _parse(db.session.get(RuleVersion, version))
 
 
 def rules_by_version(version: str) -> RuleSet:
@@ -76,33 +76,26 @@ def activate_version(row: RuleVersion) -> None:
 
 
 def stay_history(*, student_id: int, venue_id: int, occurred_at) -> StayHistory:
-    """What caps a new stay: net activity credits that local day, credited stays at the venue this term."""
+    """What caps a new stay, in one query over the student's stay entries of that term: net
+    activity credits that local day, and stays credited (and not reversed) at the venue."""
     day_start, day_end = local_day_bounds(occurred_at)
-    day_total = db.session.scalar(
-        select(func.sum(LedgerEntry.amount)).where(
-            LedgerEntry.student_id == student_id,
-            LedgerEntry.source == "checkin",
-            LedgerEntry.occurred_at >= day_start,
-            LedgerEntry.occurred_at < day_end,
-        )
-    )
     day = local_date(occurred_at)
-    reversed_ids = select(LedgerEntry.reverses_id).where(
-        LedgerEntry.student_id == student_id, LedgerEntry.reverses_id.is_not(None)
-    )
-    venue_stays = db.session.scalar(
-        select(func.count()).where(
+    same_day = (LedgerEntry.occurred_at >= day_start) & (LedgerEntry.occurred_at < day_end)
+    at_venue = LedgerEntry.venue_id == venue_id
+    row = db.session.execute(
+        select(
+            func.sum(case((same_day, LedgerEntry.amount))),
+            func.count(case((at_venue & (LedgerEntry.kind == "credit") & (LedgerEntry.amount > 0), 1))),
+            func.count(case((at_venue & (LedgerEntry.kind == "reversal") & (LedgerEntry.amount < 0), 1))),
+        ).where(
             LedgerEntry.student_id == student_id,
             LedgerEntry.source == "checkin",
-            LedgerEntry.kind == "credit",
-            LedgerEntry.venue_id == venue_id,
             LedgerEntry.school_year == school_year_of(day),
             LedgerEntry.term == term_of(day),
-            LedgerEntry.amount > 0,
-            LedgerEntry.id.not_in(reversed_ids),
         )
-    )
-    return StayHistory(day_activity_total=day_total or Decimal("0"), venue_stays_this_term=venue_stays or 0)
+    ).one()
+    day_total, credited, reversed_ = row
+    return StayHistory(day_activity_total=day_total or Decimal("0"), venue_stays_this_term=credited - reversed_)
 
 
 def credit_stay(checkin, *, actor_id: int | None) -> LedgerEntry:

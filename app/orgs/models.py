@@ -29,7 +29,7 @@ class School(db.Model):
     latitude: Mapped[float | None]
     longitude: Mapped[float | None]
 
-    district: Mapped[District] = relationship(lazy="joined")
+    district: Mapped[District] = relationship()
 
 
 class SchoolClass(db.Model):
@@ -63,8 +63,8 @@ class Student(db.Model):
     pass_version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    school: Mapped[School] = relationship(lazy="joined")
-    school_class: Mapped[SchoolClass] = relationship(lazy="joined")
+    school: Mapped[School] = relationship()
+    school_class: Mapped[SchoolClass] = relationship()
 
 
 class GuardianLink(db.Model):

@@ -93,13 +93,21 @@ def issue_guardian_invite(*, student: Student, actor: User) -> GuardianInvite:
     return invite
 
 
-def _redeem(code: str, guardian: User) -> Student:
-    """Use an invite code for `guardian` (within the caller's transaction)."""
+def _valid_invite(code: str) -> GuardianInvite:
+    """The unused, unexpired invite with this code, locked for this transaction; 422 otherwise.
+
+    Checked before anything is written, so a refused code leaves no half-made account behind.
+    """
     invite = db.session.scalar(
         select(GuardianInvite).where(GuardianInvite.code == code.strip().upper()).with_for_update()
     )
     if invite is None or invite.used_at is not None or invite.expires_at < utcnow():
         raise APIError(422, "invite_invalid", "邀请码无效、已使用或已过期，请向学校索取新的邀请码。")
+    return invite
+
+
+def _redeem(invite: GuardianInvite, guardian: User) -> Student:
+    """Use a valid invite for `guardian` (within the caller's transaction)."""
     invite.used_at, invite.used_by = utcnow(), guardian.id
     if db.session.get(GuardianLink, (guardian.id, invite.student_id)) is None:
         db.session.add(GuardianLink(guardian_id=guardian.id, student_id=invite.student_id))
@@ -110,17 +118,18 @@ def register_guardian(*, username: str, password: str, invite_code: str, display
     """Create a parent account and link the invited child, in one transaction."""
     if db.session.scalar(select(User.id).where(User.username == username)):
         raise field_error("username", "用户名已被使用。", 409)
+    invite = _valid_invite(invite_code)
     user = User(username=username, password_hash=hash_password(password), role="guardian", display_name=display_name)
     db.session.add(user)
     db.session.flush()
-    _redeem(invite_code, user)
+    _redeem(invite, user)
     db.session.commit()
     return user
 
 
 def link_child(*, guardian: User, code: str) -> Student:
     """Link one more child to an existing parent account."""
-    student = _redeem(code, guardian)
+    student = _redeem(_valid_invite(code), guardian)
     db.session.commit()
     return student
 

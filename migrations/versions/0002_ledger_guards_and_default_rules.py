@@ -21,7 +21,7 @@ depends_on = None
 PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION ledger_entries_append_only() RETURNS trigger AS $$
 BEGIN
-    RAISE EXCEPTION 'ledger_entries is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql;
 """

@@ -1,0 +1,1 @@
+"""Audit trail of reads of children's personal data (SPEC §2)."""

@@ -1,0 +1,1 @@
+"""Review queue, competition claims, appeals and term close (SPEC §7)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify
+from flask import Flask, jsonify
 from sqlalchemy import text
 
 from config.settings import Base, config_from_env
@@ -75,15 +75,11 @@ def register_blueprints(app: Flask) -> None:
     from app.credits.routes import blp as credits_blp
     from app.extensions import api, db
     from app.orgs.routes import blp as orgs_blp
+    from app.reviews.routes import blp as reviews_blp
     from app.venues.routes import blp as venues_blp
 
-    for blueprint in (auth_blp, orgs_blp, venues_blp, checkins_blp, credits_blp):
+    for blueprint in (auth_blp, orgs_blp, venues_blp, checkins_blp, credits_blp, reviews_blp):
         api.register_blueprint(blueprint)
-
-    @app.before_request
-    def _forget_previous_user():
-        # g lives as long as the app context, which a test (or a CLI) may share between requests.
-        g.pop("user", None)
 
     @app.get("/healthz")
     def healthz():

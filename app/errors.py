@@ -73,14 +73,26 @@ def http_error_response(error: HTTPException):
         details = {"fields": messages}
         if status == 400:
             code, message = "malformed_json", "请求体不是有效的 JSON。"
+            details = {"fields": {"body": [message]}}
     headers = {}
     if status == 429:
         code = "too_many_requests"
-        retry_after = getattr(error, "retry_after", None)
-        headers["Retry-After"] = str(retry_after or 60)
+        headers["Retry-After"] = str(_retry_after())
     elif status == 405 and getattr(error, "valid_methods", None):
         headers["Allow"] = ", ".join(error.valid_methods)
     return envelope(status, code, message, details, headers)
+
+
+def _retry_after() -> int:
+    """Seconds until the breached rate-limit window resets (at least 1)."""
+    import time
+
+    from app.extensions import limiter
+
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, int(current.reset_at - time.time()))
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -89,6 +101,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(APIError)
     def _api_error(error: APIError):
+        db.session.rollback()  # a refusal leaves nothing half-written behind
         return envelope(error.status, error.code, error.message, error.details)
 
     @app.errorhandler(HTTPException)

@@ -41,4 +41,5 @@ def _client_address() -> str:
 db = SQLAlchemy(model_class=Model)
 migrate = Migrate()
 api = ErrorEnvelopeApi()
-limiter = Limiter(key_func=_client_address, headers_enabled=True)
+# Headers only on 429 (Retry-After, set by the error envelope); a 401 must not suggest waiting.
+limiter = Limiter(key_func=_client_address, headers_enabled=False)

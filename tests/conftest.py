@@ -74,7 +74,7 @@ def db_session(request, app):
         original = db.session
         # A plain SQLAlchemy session: Flask-SQLAlchemy's own would pick the engine per table and
         # so escape the outer transaction.
-        factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint")
+        factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
         db.session = scoped_session(factory, scopefunc=_app_ctx_id)
         try:
             yield db.session

@@ -1,7 +1,8 @@
 """Factories: build the organisations, people, venues and activities a test needs, in a few calls.
 
-Each function adds and flushes (no commit: the test's transaction is rolled back afterwards, or,
-in committed tests, the caller commits).
+Each function adds and commits, as data made before a request would be. In ordinary tests the
+commit only releases a savepoint (the test's outer transaction is rolled back at the end), so a
+request that rolls back its own work leaves the test's data in place.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ PASSWORD = "correct-horse-1"
 
 def _add(obj):
     db.session.add(obj)
-    db.session.flush()
+    db.session.commit()
     return obj
 
 

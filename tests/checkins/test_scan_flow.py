@@ -32,7 +32,7 @@ def test_student_enters_and_leaves_and_earns_credit(client, db_session):
     # pretend the lecture lasted 50 minutes
     stay = db_session.get(Checkin, entry.json["checkin"]["id"])
     stay.entered_at = utcnow() - timedelta(minutes=50)
-    db_session.flush()
+    db_session.commit()
     leave = _scan(client, account, code=_code(act, "exit"))
     assert leave.status_code == 201, leave.json
     assert leave.json["checkin"]["status"] == "completed"

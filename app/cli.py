@@ -72,6 +72,34 @@ def register_cli(app: Flask) -> None:
         db.session.commit()
         click.echo(f"rule set {row.version} loaded{' and activated' if activate else ''}")
 
+    @rules_cli.command("recompute")
+    @click.argument("version")
+    @click.option("--school-year", required=True, help="e.g. 2025-2026")
+    def rules_recompute(version: str, school_year: str) -> None:
+        """Write adjustments so every pupil's year equals VERSION's result (idempotent)."""
+        from app.credits import recompute
+        from app.credits.service import active_rules, rules_by_version
+
+        rules = rules_by_version(version)
+        with click.progressbar(length=0, label="recomputing pupils", show_pos=True) as bar:
+            written = recompute.recompute(rules, active_rules(), school_year, actor_id=None, progress_cb=bar.update)
+        click.echo(f"{written} adjustment entries written")
+
+    @rules_cli.command("activate")
+    @click.argument("version")
+    def rules_activate(version: str) -> None:
+        """Make VERSION the rule set that computes new credits."""
+        from app.credits.models import RuleVersion
+        from app.credits.service import activate_version
+        from app.extensions import db
+
+        row = db.session.get(RuleVersion, version)
+        if row is None:
+            raise click.ClickException(f"no rule version {version!r}")
+        activate_version(row)
+        db.session.commit()
+        click.echo(f"rule set {version} is active")
+
     @checkins_cli.command("expire")
     def checkins_expire() -> None:
         """Mark stays left open past their deadline as 未签退 (no_exit); run it nightly from cron."""

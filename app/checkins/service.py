@@ -25,19 +25,22 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import StaffVenue, User
+from app.checkins import integrity
 from app.checkins.models import Checkin, Scan
 from app.common import iso
 from app.credits import ledger
 from app.credits.rules import local_day_bounds, stay_minutes
-from app.credits.service import credit_stay
+from app.credits.service import active_rules, credit_stay
 from app.db import utcnow
 from app.errors import APIError, not_found
 from app.extensions import db
 from app.orgs.models import GuardianLink, Student
+from app.reviews.service import open_checkin_review, term_is_closed
 from app.venues import codes
 from app.venues.models import Activity
 
 EXIT_GRACE = timedelta(minutes=30)
+OPEN = ("open", "flagged")  # a stay without an exit yet; "flagged" ones wait for review afterwards
 OFFLINE_MAX_AGE = timedelta(hours=72)
 MAX_CLOCK_AHEAD = timedelta(minutes=2)
 
@@ -279,6 +282,8 @@ def _checked(target: Target) -> Target:
         raise Refused("not_eligible", grade=student.grade, grades=activity.grades)
     if not activity.venue.active:
         raise Refused("activity_not_open")
+    if term_is_closed(student.school_id, target.when):
+        raise Refused("term_closed")
     return target
 
 
@@ -298,7 +303,10 @@ def expire_stale(student_id: int, now: datetime) -> int:
     """Mark the student's stays open past their deadline (and grace) as no_exit; returns how many."""
     stale = db.session.scalars(
         select(Checkin).where(
-            Checkin.student_id == student_id, Checkin.status == "open", Checkin.deadline < now - EXIT_GRACE
+            Checkin.student_id == student_id,
+            Checkin.status.in_(OPEN),
+            Checkin.exited_at.is_(None),
+            Checkin.deadline < now - EXIT_GRACE,
         )
     ).all()
     for checkin in stale:
@@ -310,7 +318,9 @@ def expire_all(now: datetime | None = None) -> int:
     """Mark every stay open past its deadline (and grace) as no_exit, for all students."""
     now = now or utcnow()
     stale = db.session.scalars(
-        select(Checkin).where(Checkin.status == "open", Checkin.deadline < now - EXIT_GRACE)
+        select(Checkin).where(
+            Checkin.status.in_(OPEN), Checkin.exited_at.is_(None), Checkin.deadline < now - EXIT_GRACE
+        )
     ).all()
     for checkin in stale:
         checkin.status = "no_exit"
@@ -322,7 +332,9 @@ def _enter(req: ScanRequest, target: Target) -> Checkin:
     if not (activity.starts_at <= when <= activity.ends_at):
         raise Refused("activity_not_open", starts_at=iso(activity.starts_at), ends_at=iso(activity.ends_at))
     open_stays = db.session.scalars(
-        select(Checkin).where(Checkin.student_id == student.id, Checkin.status == "open")
+        select(Checkin).where(
+            Checkin.student_id == student.id, Checkin.status.in_(OPEN), Checkin.exited_at.is_(None)
+        )
     ).all()
     for stay in open_stays:
         if stay.activity_id == activity.id and stay.entered_at <= when <= stay.deadline + EXIT_GRACE:
@@ -334,6 +346,8 @@ def _enter(req: ScanRequest, target: Target) -> Checkin:
             stay.status = "no_exit"
     if activity.capacity is not None:
         _check_capacity(activity, student.id)
+    flags = integrity.entry_flags(rules=active_rules(), source=req.source, device_id=req.device_id,
+                                  student_id=student.id, activity=activity, when=when)
     checkin = Checkin(
         student_id=student.id,
         activity_id=activity.id,
@@ -342,8 +356,8 @@ def _enter(req: ScanRequest, target: Target) -> Checkin:
         deadline=deadline_of(activity, when),
         source=req.source,
         device_id=req.device_id,
-        status="open",
-        flags=[],
+        status="flagged" if flags else "open",
+        flags=[flag.as_dict() for flag in flags],
         created_by=req.actor.id,
     )
     checkin.activity = activity
@@ -375,7 +389,8 @@ def _exit(req: ScanRequest, target: Target):
         .where(
             Checkin.student_id == student.id,
             Checkin.activity_id == activity.id,
-            Checkin.status.in_(("open", "no_exit")),
+            Checkin.status.in_((*OPEN, "no_exit")),
+            Checkin.exited_at.is_(None),
             Checkin.entered_at <= when,
         )
         .order_by(Checkin.entered_at.desc())
@@ -390,6 +405,7 @@ def _exit(req: ScanRequest, target: Target):
     if checkin.flags:
         checkin.status = "flagged"  # waits for a teacher; credited when approved
         db.session.flush()
+        open_checkin_review(checkin, target.student)
         return checkin, None
     checkin.status = "completed"
     db.session.flush()

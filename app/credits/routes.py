@@ -133,3 +133,35 @@ def activate_rules(version):
     credit_service.activate_version(row)
     db.session.commit()
     return row
+
+
+class YearArgs(Schema):
+    school_year = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-\d{4}$"))
+
+
+@blp.route("/rules/<version>/simulate", methods=["POST"])
+@roles_required("admin", "city_officer")
+@blp.arguments(YearArgs, location="query")
+@blp.response(200)
+def simulate_rules(args, version):
+    """What this version would change in a school year, per school — nothing is written."""
+    from app.credits import recompute
+
+    rules = credit_service.rules_by_version(version)
+    result = recompute.simulate(rules, credit_service.active_rules(), args["school_year"])
+    db.session.rollback()
+    return result
+
+
+@blp.route("/rules/<version>/recompute", methods=["POST"])
+@roles_required("admin", "city_officer")
+@blp.arguments(YearArgs, location="query")
+@blp.response(200)
+def recompute_rules(args, version):
+    """Write adjustment entries so every pupil's year equals this version's result (idempotent)."""
+    from app.credits import recompute
+
+    rules = credit_service.rules_by_version(version)
+    written = recompute.recompute(rules, credit_service.active_rules(), args["school_year"],
+                                  actor_id=current_user().id)
+    return {"version": version, "school_year": args["school_year"], "adjustments": written}

@@ -1006,3 +1006,69 @@ def stay_minutes(entered_at: datetime, exited_at: datetime) -> int:
     if delta < timedelta(0):
         raise ValueError("签退时间早于签到时间")
     return delta // timedelta(minutes=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# A whole school year from scratch (simulate / recompute a rule version)
+
+
+@dataclass(frozen=True)
+class YearStay:
+    """A completed, accepted stay as the year replay sees it."""
+
+    occurred_at: datetime
+    activity_kind: str
+    venue_kind: str
+    venue_level: str
+    venue_id: int
+    minutes: int
+    min_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class YearClaim:
+    """An approved competition claim as the year replay sees it."""
+
+    awarded_on: date
+    level: str
+    award: str
+    work_key: str
+
+
+def evaluate_year(rules: RuleSet, stays: list[YearStay], claims: list[YearClaim]) -> dict[str, Decimal]:
+    """Credits by kind ("competition" for claims) for one pupil's school year, every cap applied in
+    time order — what the ledger would hold had `rules` been in force all year."""
+    totals: dict[str, Decimal] = {}
+    day_totals: dict[date, Decimal] = {}
+    venue_stays: dict[tuple[int, int], int] = {}
+    year_competition = Decimal("0")
+    best_by_work: dict[str, Decimal] = {}
+    events = [(local_date(s.occurred_at), 0, s.occurred_at.timestamp(), i, s) for i, s in enumerate(stays)]
+    events += [(c.awarded_on, 1, 0.0, i, c) for i, c in enumerate(claims)]
+    for day, _, _, _, event in sorted(events, key=lambda e: e[:4]):
+        if isinstance(event, YearStay):
+            key = (event.venue_id, term_of(day))
+            credit = evaluate_stay(
+                rules,
+                Stay(event.activity_kind, event.venue_kind, event.venue_level, event.minutes, event.min_minutes),
+                StayHistory(day_activity_total=day_totals.get(day, Decimal("0")),
+                            venue_stays_this_term=venue_stays.get(key, 0)),
+            )
+            day_totals[day] = day_totals.get(day, Decimal("0")) + credit.amount
+            if credit.amount > 0:
+                venue_stays[key] = venue_stays.get(key, 0) + 1
+            totals[event.activity_kind] = totals.get(event.activity_kind, Decimal("0")) + credit.amount
+        else:
+            previous = best_by_work.get(event.work_key)
+            result = evaluate_competition(
+                rules, event.level, event.award,
+                CompetitionHistory(year_competition_total=year_competition, same_work_best=previous),
+            )
+            if result.replaces_previous and previous is not None:
+                year_competition -= previous
+                totals["competition"] = totals.get("competition", Decimal("0")) - previous
+            if result.replaces_previous or previous is None:
+                best_by_work[event.work_key] = result.amount
+            year_competition += result.amount
+            totals["competition"] = totals.get("competition", Decimal("0")) + result.amount
+    return {kind: money(amount) for kind, amount in totals.items()}

@@ -10,10 +10,12 @@ from app.common import iso
 from app.credits import ledger
 from app.credits.models import LedgerEntry, RuleVersion
 from app.credits.rules import (
+    CompetitionHistory,
     RuleSet,
     RuleSetError,
     Stay,
     StayHistory,
+    evaluate_competition,
     evaluate_stay,
     local_date,
     local_day_bounds,
@@ -138,6 +140,95 @@ def credit_stay(checkin, *, actor_id: int | None) -> LedgerEntry:
         activity_kind=activity.kind,
         venue_id=venue.id,
         occurred_at=checkin.entered_at,
+        rule_version=rules.version,
+        explanation=explanation,
+        created_by=actor_id,
+    )
+
+
+def reverse_entry(entry: LedgerEntry, *, reason: str, actor_id: int | None) -> LedgerEntry:
+    """Append the reversal of a credit (once per entry: the unique key sees to it)."""
+    return ledger.append(
+        student_id=entry.student_id,
+        kind="reversal",
+        amount=-entry.amount,
+        source=entry.source,
+        source_id=entry.source_id,
+        unique_key=f"reversal:{entry.id}",
+        reverses_id=entry.id,
+        activity_kind=entry.activity_kind,
+        competition=entry.competition,
+        venue_id=entry.venue_id,
+        occurred_at=entry.occurred_at,
+        rule_version=entry.rule_version,
+        explanation={
+            "summary": f"撤销第 {entry.seq} 条记录（{entry.amount:.2f} 学分）：{reason}",
+            "reverses": {"id": entry.id, "seq": entry.seq, "amount": f"{entry.amount:.2f}"},
+            "reason": reason,
+        },
+        created_by=actor_id,
+    )
+
+
+def _standing_claim_credits(student_id: int, school_year: str):
+    """(entry, claim) pairs of the year's claim credits that have not been reversed."""
+    from app.reviews.models import CompetitionClaim
+
+    reversed_ids = select(LedgerEntry.reverses_id).where(
+        LedgerEntry.student_id == student_id, LedgerEntry.reverses_id.is_not(None)
+    )
+    return db.session.execute(
+        select(LedgerEntry, CompetitionClaim)
+        .join(CompetitionClaim, CompetitionClaim.id == LedgerEntry.source_id)
+        .where(
+            LedgerEntry.student_id == student_id,
+            LedgerEntry.source == "claim",
+            LedgerEntry.kind == "credit",
+            LedgerEntry.school_year == school_year,
+            LedgerEntry.id.not_in(reversed_ids),
+        )
+    ).all()
+
+
+def credit_claim(claim, *, actor_id: int | None) -> LedgerEntry:
+    """Credit an approved competition claim: the table, the same work once at its highest (a higher
+    award reverses the earlier entry), the yearly cap. Writes the entry even when it is 0.00."""
+    from datetime import UTC, datetime, time
+
+    from app.common import SHANGHAI
+
+    rules = active_rules()
+    occurred_at = datetime.combine(claim.awarded_on, time(12), tzinfo=SHANGHAI).astimezone(UTC)
+    school_year = school_year_of(claim.awarded_on)
+    ledger.lock_student(claim.student_id)
+    standing = _standing_claim_credits(claim.student_id, school_year)
+    year_total = sum((entry.amount for entry, _ in standing), Decimal("0"))
+    same_work = [entry for entry, other in standing if other.work_key == claim.work_key]
+    best = max(same_work, key=lambda entry: entry.amount, default=None)
+    result = evaluate_competition(
+        rules, claim.level, claim.award,
+        CompetitionHistory(year_competition_total=year_total, same_work_best=best.amount if best else None),
+    )
+    if result.replaces_previous and best is not None:
+        reverse_entry(best, reason=f"同一作品《{claim.work_title}》获得更高奖项，按新奖项计", actor_id=actor_id)
+    explanation = {
+        **result.explanation,
+        "claim": {
+            "id": claim.id,
+            "competition": claim.competition,
+            "work_title": claim.work_title,
+            "awarded_on": claim.awarded_on.isoformat(),
+        },
+    }
+    return ledger.append(
+        student_id=claim.student_id,
+        kind="credit",
+        amount=result.amount,
+        source="claim",
+        source_id=claim.id,
+        unique_key=f"claim:{claim.id}",
+        competition=claim.competition,
+        occurred_at=occurred_at,
         rule_version=rules.version,
         explanation=explanation,
         created_by=actor_id,

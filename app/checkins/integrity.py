@@ -68,7 +68,8 @@ def _shared_device(rules: RuleSet, device_id: str, student_id: int, when: dateti
             Scan.source == "self",
             Scan.direction == "entry",
             Scan.successful.is_(True),
-            Scan.received_at >= when - window,
+            Scan.scanned_at >= when - window,
+            Scan.scanned_at <= when,
             Scan.student_id != student_id,
         )
     )

@@ -134,14 +134,16 @@ def scan(req: ScanRequest, *, now: datetime | None = None) -> ScanResult:
             checkin, entry = _apply(req, target)
         body = {"checkin": checkin_view(checkin), "credit": credit_view(entry), "replayed": False}
         result = ScanResult(201, body)
-        row = _store(req, digest, target.direction, student_id, activity_id, checkin.id, target.when, result, None)
+        row = _store(req, digest, target.direction, student_id, activity_id, checkin.id, target.when, result, None,
+                     now)
     except Refused as refusal:
         replay = _replay(req, digest)
         if replay is not None:
             db.session.rollback()
             return replay
         result = ScanResult(422, refusal_body(refusal))
-        row = _store(req, digest, req.direction, student_id, activity_id, None, None, result, refusal.reason)
+        row = _store(req, digest, req.direction, student_id, activity_id, None, None, result, refusal.reason,
+                     now)
     try:
         db.session.commit()
     except IntegrityError:
@@ -176,7 +178,7 @@ def _replay(req: ScanRequest, digest: str) -> ScanResult | None:
     return ScanResult(row.response_status, {"error": error}, replayed=True, scan=row)
 
 
-def _store(req, digest, direction, student_id, activity_id, checkin_id, when, result, reason) -> Scan:
+def _store(req, digest, direction, student_id, activity_id, checkin_id, when, result, reason, now) -> Scan:
     row = Scan(
         actor_id=req.actor.id,
         nonce=req.nonce or f"server-{uuid.uuid4().hex}",
@@ -188,6 +190,7 @@ def _store(req, digest, direction, student_id, activity_id, checkin_id, when, re
         checkin_id=checkin_id,
         device_id=req.device_id,
         scanned_at=when or req.scanned_at,
+        received_at=now,
         successful=reason is None,
         reason=reason,
         response_status=result.status,

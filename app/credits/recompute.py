@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union
 
 from app.checkins.models import Checkin
 from app.common import SHANGHAI
@@ -92,11 +92,11 @@ def _students(school_year: str, batch: int = 2000) -> Iterator[list[Student]]:
     """Pupils with anything in that year (events or entries), in batches, by school."""
     start, end = _bounds(school_year)
     first, last = school_year_bounds(school_year)
-    ids = (
-        select(Checkin.student_id).where(Checkin.entered_at >= start, Checkin.entered_at <= end)
-        .union(select(LedgerEntry.student_id).where(LedgerEntry.school_year == school_year))
-        .union(select(CompetitionClaim.student_id).where(CompetitionClaim.awarded_on >= first,
-                                                         CompetitionClaim.awarded_on <= last))
+    ids = union(
+        select(Checkin.student_id).where(Checkin.entered_at >= start, Checkin.entered_at <= end),
+        select(LedgerEntry.student_id).where(LedgerEntry.school_year == school_year),
+        select(CompetitionClaim.student_id).where(CompetitionClaim.awarded_on >= first,
+                                                  CompetitionClaim.awarded_on <= last),
     ).subquery()
     query = select(Student).where(Student.id.in_(select(ids.c[0]))).order_by(Student.school_id, Student.id)
     chunk: list[Student] = []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask, jsonify
 from sqlalchemy import text
 
@@ -22,11 +20,17 @@ def create_app(config: type[Base] | dict | None = None) -> Flask:
         app.config.from_object(settings)
     if app.config.get("SIGNING_KEY") is None:
         app.config["SIGNING_KEY"] = app.config["SECRET_KEY"]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from app.observability import configure_logging, register_observability
+    from app.security import register_security
+
+    if not app.config.get("TESTING"):
+        configure_logging(app.config.get("LOG_LEVEL", "INFO"))
 
     _ensure_instance_dir(app)
     register_extensions(app)
     register_blueprints(app)
+    register_observability(app)
+    register_security(app)
     from app.errors import register_error_handlers
 
     register_error_handlers(app)

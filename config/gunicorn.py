@@ -1,7 +1,14 @@
-"""gunicorn settings: `gunicorn -c config/gunicorn.py wsgi:app`. Every value can be overridden by env."""
+"""gunicorn settings: `gunicorn -c config/gunicorn.py wsgi:app`. Every value can be overridden by env.
+
+Access lines are written by the app itself as JSON (with request id, route, status, duration and
+user id), so gunicorn's own access log is off unless GUNICORN_ACCESS_LOG names a file or "-".
+Metrics from every worker are aggregated through PROMETHEUS_MULTIPROC_DIR (a fresh temporary
+directory unless set).
+"""
 
 import multiprocessing
 import os
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '5000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, min(multiprocessing.cpu_count() * 2 + 1, 9))))
@@ -12,8 +19,21 @@ keepalive = 5
 # Recycle workers now and then so a slow leak can never take a server down.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
 max_requests_jitter = 2000
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None  # "" turns it off (benchmarks)
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+access_log_format = (
+    '{"time": "%(t)s", "remote": "%(h)s", "method": "%(m)s", "path": "%(U)s", "status": %(s)s, '
+    '"bytes": %(B)s, "duration_us": %(D)s, "request_id": "%({x-request-id}o)s"}'
+)
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info")
-# The app is built once, before forking; workers must not share database connections.
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 preload_app = False
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ledger-metrics-")
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges from the aggregated metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

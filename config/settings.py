@@ -33,7 +33,12 @@ class Base:
     # (a school's whole computer room shares one address).
     LOGIN_FAILURES_PER_USERNAME = os.environ.get("LOGIN_FAILURES_PER_USERNAME", "5 per 15 minutes")
     LOGIN_ATTEMPTS_PER_ADDRESS = os.environ.get("LOGIN_ATTEMPTS_PER_ADDRESS", "600 per 15 minutes")
-    RATELIMIT_ENABLED = True
+    RATELIMIT_ENABLED = os.environ.get("RATELIMIT_ENABLED", "1") != "0"
+    # Scans: per account (a staff scanner at a busy entrance included), per device, per address.
+    SCAN_LIMIT_PER_ACCOUNT = os.environ.get("SCAN_LIMIT_PER_ACCOUNT", "300 per minute")
+    SCAN_LIMIT_PER_DEVICE = os.environ.get("SCAN_LIMIT_PER_DEVICE", "300 per minute")
+    SCAN_LIMIT_PER_ADDRESS = os.environ.get("SCAN_LIMIT_PER_ADDRESS", "3000 per minute")
+    EXPORT_LIMIT_PER_ACCOUNT = os.environ.get("EXPORT_LIMIT_PER_ACCOUNT", "30 per minute")
     # argon2id cost; tests lower it so that a suite with many accounts stays fast.
     PASSWORD_HASH_TIME_COST = 3
     PASSWORD_HASH_MEMORY_KIB = 65536
@@ -49,6 +54,8 @@ class Base:
     OPENAPI_SWAGGER_UI_URL = "/api/docs/static/"
     JSON_SORT_KEYS = False
     PRODUCTION = False
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    ACCESS_LOG = os.environ.get("ACCESS_LOG", "1") != "0"
 
     @classmethod
     def validate(cls) -> None:

@@ -118,3 +118,31 @@ def pytest_collection_modifyitems(config, items):
         if "committed" in getattr(item, "fixturenames", ()):
             item.add_marker("committed")
             item.add_marker("postgres")
+
+
+@pytest.fixture
+def rate_limited_app():
+    """Build a second app on the same database with rate limits on (and settings overridden).
+
+    The shared Limiter keeps one `enabled` flag for every app, so it is restored afterwards;
+    otherwise the rest of the suite would run rate-limited.
+    """
+    from app import create_app
+    from app.extensions import db, limiter
+
+    was_enabled = limiter.enabled
+    built = []
+
+    def build(**overrides):
+        config = type("RateLimited", (TestConfig,), {"RATELIMIT_ENABLED": True,
+                                                     "RATELIMIT_STORAGE_URI": "memory://", **overrides})
+        built.append(create_app(config))
+        return built[-1]
+
+    try:
+        yield build
+    finally:
+        for other in built:
+            with other.app_context():
+                db.engine.dispose()
+        limiter.enabled = was_enabled

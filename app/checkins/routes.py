@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
 from sqlalchemy import select
@@ -13,7 +13,7 @@ from app.checkins.models import Checkin
 from app.checkins.schemas import BatchSchema, GroupCheckinSchema, HistoryArgs, ScanSchema
 from app.common import paginate
 from app.errors import APIError, not_found
-from app.extensions import db
+from app.extensions import db, limiter
 from app.orgs.models import Student
 from app.venues.models import Activity
 
@@ -46,7 +46,31 @@ def _scan_request(raw, actor, data: dict | None = None) -> service.ScanRequest:
     )
 
 
+def _account_key() -> str:
+    return f"scan-account:{current_user().id}"
+
+
+def _device_key() -> str:
+    return f"scan-device:{request.headers.get('X-Device-Id', '')[:128]}"
+
+
+scan_limits = [
+    limiter.limit(lambda: current_app.config["SCAN_LIMIT_PER_ACCOUNT"], key_func=_account_key),
+    limiter.limit(lambda: current_app.config["SCAN_LIMIT_PER_DEVICE"], key_func=_device_key,
+                  exempt_when=lambda: not request.headers.get("X-Device-Id")),
+    limiter.limit(lambda: current_app.config["SCAN_LIMIT_PER_ADDRESS"]),
+]
+
+
+def limited(view):
+    """Apply the scan rate limits (per account, per device, per address)."""
+    for limit in scan_limits:
+        view = limit(view)
+    return view
+
+
 @blp.route("/checkins", methods=["POST"])
+@limited
 @roles_required("student", "guardian", "venue_staff")
 @blp.arguments(ScanSchema)
 @blp.response(201)
@@ -62,6 +86,7 @@ def post_scan(body):
 
 
 @blp.route("/checkins/batch", methods=["POST"])
+@limited
 @roles_required("venue_staff")
 @blp.arguments(BatchSchema)
 @blp.response(200)

@@ -34,6 +34,7 @@ from app.credits.service import active_rules, credit_stay
 from app.db import utcnow
 from app.errors import APIError, not_found
 from app.extensions import db
+from app.observability import SCANS
 from app.orgs.models import GuardianLink, Student
 from app.reviews.service import open_checkin_review, term_is_closed
 from app.venues import codes
@@ -154,6 +155,7 @@ def scan(req: ScanRequest, *, now: datetime | None = None) -> ScanResult:
             raise
         return replay
     result.scan = row
+    SCANS.labels("accepted" if result.status == 201 else "refused", row.reason or "").inc()
     return result
 
 

@@ -21,6 +21,7 @@ from app.credits.models import GENESIS_HASH, LedgerEntry
 from app.credits.rules import local_date, school_year_of, term_of
 from app.db import utcnow
 from app.extensions import db
+from app.observability import LEDGER_APPENDS
 from app.orgs.models import Student
 
 HASHED_FIELDS = (
@@ -119,6 +120,7 @@ def append(
     entry.hash = entry_hash(entry)
     db.session.add(entry)
     db.session.flush()
+    LEDGER_APPENDS.labels(kind).inc()
     return entry
 
 

@@ -17,9 +17,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 import pytest
 
-from app.extensions import db, limiter
 from tests import factories as f
-from tests.conftest import TestConfig
 
 LOGIN = "/api/v1/auth/login"
 
@@ -162,27 +160,8 @@ def test_login_with_missing_fields_is_422(client):
 
 
 @pytest.fixture
-def limited_client():
-    """A second app on the same database with login limits on (3 failures per username).
-
-    The shared Limiter object keeps one `enabled` flag for every app, so it is restored afterwards;
-    otherwise the rest of the suite would run rate-limited.
-    """
-    from app import create_app
-
-    class RateLimited(TestConfig):
-        RATELIMIT_ENABLED = True
-        RATELIMIT_STORAGE_URI = "memory://"
-        LOGIN_FAILURES_PER_USERNAME = "3 per 15 minutes"
-
-    was_enabled = limiter.enabled
-    try:
-        limited = create_app(RateLimited)
-        yield limited.test_client()
-        with limited.app_context():
-            db.engine.dispose()
-    finally:
-        limiter.enabled = was_enabled
+def limited_client(rate_limited_app):
+    return rate_limited_app(LOGIN_FAILURES_PER_USERNAME="3 per 15 minutes").test_client()
 
 
 def test_failed_logins_per_username_are_limited_but_not_the_address(limited_client):

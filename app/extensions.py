@@ -38,7 +38,9 @@ def _client_address() -> str:
     return get_remote_address() or request.remote_addr or "unknown"
 
 
-db = SQLAlchemy(model_class=Model)
+# Objects stay readable after commit without a reload: a request serialises what it just wrote,
+# and a reload would open a second transaction (on SQLite a second write lock) for nothing.
+db = SQLAlchemy(model_class=Model, session_options={"expire_on_commit": False})
 migrate = Migrate()
 api = ErrorEnvelopeApi()
 # Headers only on 429 (Retry-After, set by the error envelope); a 401 must not suggest waiting.

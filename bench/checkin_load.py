@@ -90,13 +90,14 @@ def build_database(url: str, students: int) -> dict:
     from app.venues.models import Activity, Venue
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench-secret-key-0123456789abcdef",
-                      "SIGNING_KEY": "bench-signing-key-0123456789abcdef", "ACCESS_TOKEN_MINUTES": 120})
+                      "SIGNING_KEY": "bench-signing-key-0123456789abcdef", "ACCESS_TOKEN_MINUTES": 120,
+                      "RATELIMIT_ENABLED": False, "ACCESS_LOG": False})
     with app.app_context():
         if url.startswith("postgresql"):
             with db.engine.begin() as conn:
                 conn.execute(text("DROP SCHEMA public CASCADE"))
                 conn.execute(text("CREATE SCHEMA public"))
-        upgrade(directory=str(ROOT / "migrations"))
+        upgrade(directory=str(ROOT / "migrations"), revision="heads")
         district = District(name="福田区", code="FT")
         db.session.add(district)
         db.session.flush()

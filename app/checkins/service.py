@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import StaffVenue, User
@@ -118,6 +118,28 @@ def mode_for(user: User) -> str:
 
 # --- the pipeline ---------------------------------------------------------------------------------
 
+# Statements every scan runs, built once (SQLAlchemy then memoises their cache keys).
+_REPLAY = select(Scan).where(Scan.actor_id == bindparam("actor_id"), Scan.nonce == bindparam("nonce"))
+_STAFF_ACTIVITY = select(Activity).where(
+    Activity.id == bindparam("activity_id"),
+    Activity.venue_id.in_(select(StaffVenue.venue_id).where(StaffVenue.user_id == bindparam("user_id"))),
+)
+_OPEN_STAYS = select(Checkin).where(
+    Checkin.student_id == bindparam("student_id"), Checkin.status.in_(OPEN), Checkin.exited_at.is_(None)
+)
+_EXIT_CANDIDATE = (
+    select(Checkin)
+    .where(
+        Checkin.student_id == bindparam("student_id"),
+        Checkin.activity_id == bindparam("activity_id"),
+        Checkin.status.in_((*OPEN, "no_exit")),
+        Checkin.exited_at.is_(None),
+        Checkin.entered_at <= bindparam("when", type_=Checkin.entered_at.type),
+    )
+    .order_by(Checkin.entered_at.desc())
+    .limit(1)
+)
+
 
 def scan(req: ScanRequest, *, now: datetime | None = None) -> ScanResult:
     """Process one scan in its own transaction and return the answer (also stored for replays)."""
@@ -167,7 +189,7 @@ def _replay(req: ScanRequest, digest: str) -> ScanResult | None:
     """The stored answer for this actor's nonce (409 if the body differs), or None."""
     if not req.nonce:
         return None
-    row = db.session.scalar(select(Scan).where(Scan.actor_id == req.actor.id, Scan.nonce == req.nonce))
+    row = db.session.scalar(_REPLAY, {"actor_id": req.actor.id, "nonce": req.nonce})
     if row is None:
         return None
     if row.request_hash != digest:
@@ -251,12 +273,12 @@ def _verify_pass(token: str | None) -> tuple[int, int]:
 
 def _activity(activity_id: int | None, staff: User | None) -> Activity:
     """The activity (with its venue); for venue staff only one of their own venues' (else 404)."""
-    query = select(Activity).where(Activity.id == activity_id)
-    if staff is not None and staff.role != "admin":
-        query = query.where(
-            Activity.venue_id.in_(select(StaffVenue.venue_id).where(StaffVenue.user_id == staff.id))
-        )
-    activity = db.session.scalar(query) if activity_id else None
+    if not activity_id:
+        activity = None
+    elif staff is not None and staff.role != "admin":
+        activity = db.session.scalar(_STAFF_ACTIVITY, {"activity_id": activity_id, "user_id": staff.id})
+    else:
+        activity = db.session.get(Activity, activity_id)
     if activity is None:
         raise not_found("科普活动")
     return activity
@@ -336,11 +358,7 @@ def _enter(req: ScanRequest, target: Target) -> Checkin:
     student, activity, when = target.student, target.activity, target.when
     if not (activity.starts_at <= when <= activity.ends_at):
         raise Refused("activity_not_open", starts_at=iso(activity.starts_at), ends_at=iso(activity.ends_at))
-    open_stays = db.session.scalars(
-        select(Checkin).where(
-            Checkin.student_id == student.id, Checkin.status.in_(OPEN), Checkin.exited_at.is_(None)
-        )
-    ).all()
+    open_stays = db.session.scalars(_OPEN_STAYS, {"student_id": student.id}).all()
     for stay in open_stays:
         if stay.activity_id == activity.id and stay.entered_at <= when <= stay.deadline + EXIT_GRACE:
             raise Refused("already_checked_in", checkin_id=stay.id, entered_at=iso(stay.entered_at))
@@ -390,16 +408,7 @@ def _exit(req: ScanRequest, target: Target):
     if when > activity.ends_at + EXIT_GRACE and req.source != "staff":
         raise Refused("activity_not_open", starts_at=iso(activity.starts_at), ends_at=iso(activity.ends_at))
     checkin = db.session.scalar(
-        select(Checkin)
-        .where(
-            Checkin.student_id == student.id,
-            Checkin.activity_id == activity.id,
-            Checkin.status.in_((*OPEN, "no_exit")),
-            Checkin.exited_at.is_(None),
-            Checkin.entered_at <= when,
-        )
-        .order_by(Checkin.entered_at.desc())
-        .limit(1)
+        _EXIT_CANDIDATE, {"student_id": student.id, "activity_id": activity.id, "when": when}
     )
     if checkin is None or when > checkin.deadline + EXIT_GRACE:
         expire_stale(student.id, when)
@@ -415,6 +424,95 @@ def _exit(req: ScanRequest, target: Target):
     checkin.status = "completed"
     db.session.flush()
     return checkin, credit_stay(checkin, actor_id=req.actor.id)
+
+
+# --- many scans at once: an offline device's batch, a teacher's class trip ------------------------
+# Shared by the JSON API (routes.py) and the web pages (app/web), so both answer the same way.
+
+REQUIRED_BY_MODE = {
+    "self": ("code",),
+    "guardian": ("code", "student_id"),
+    "staff": ("student_pass", "activity_id", "direction"),
+}
+
+
+def scan_request(raw, actor: User, data: dict | None = None, *, device_id: str | None = None) -> ScanRequest:
+    """One scan body, validated for the caller's mode (marshmallow ValidationError when it is not)."""
+    from marshmallow import ValidationError
+
+    from app.checkins.schemas import ScanSchema
+
+    if not isinstance(raw, dict):
+        raise ValidationError({"_schema": ["每条扫描记录必须是 JSON 对象。"]})
+    if data is None:
+        data = ScanSchema().load(raw)
+    mode = mode_for(actor)
+    missing = {name: ["此模式下必填。"] for name in REQUIRED_BY_MODE[mode] if data.get(name) in (None, "")}
+    if missing:
+        raise ValidationError(missing)
+    return ScanRequest(actor=actor, source=mode, body=raw, device_id=(device_id or "")[:128] or None, **data)
+
+
+def batch(actor: User, scans: list, *, device_id: str | None = None) -> list[dict]:
+    """Staff scans from an offline device, each in its own transaction, answered in order."""
+    from marshmallow import ValidationError
+
+    results = []
+    for raw in scans:
+        nonce = raw.get("nonce") if isinstance(raw, dict) else None
+        try:
+            result = scan(scan_request(raw, actor, device_id=device_id))
+        except ValidationError as exc:
+            results.append({"nonce": nonce, "status": "refused", "reason": "validation_error",
+                            "message": "扫描记录格式有误。", "details": exc.messages, "checkin": None})
+            continue
+        except APIError as exc:
+            db.session.rollback()
+            results.append({"nonce": nonce, "status": "refused", "reason": exc.code, "message": exc.message,
+                            "checkin": None})
+            continue
+        results.append(batch_row(nonce, result))
+    return results
+
+
+def batch_row(nonce, result: ScanResult) -> dict:
+    """One scan's line in a batch or group answer: accepted, replayed or refused (with the reason)."""
+    if "error" in result.body:
+        error = result.body["error"]
+        status = "replayed" if result.replayed else "refused"
+        return {"nonce": nonce, "status": status, "reason": error["code"], "message": error["message"], "checkin": None}
+    return {
+        "nonce": nonce,
+        "status": "replayed" if result.replayed else "accepted",
+        "reason": None,
+        "checkin": result.body["checkin"],
+        "credit": result.body.get("credit"),
+    }
+
+
+def group_checkin(actor: User, activity_id: int, student_ids: list[int], direction: str, *,
+                  scanned_at: datetime | None = None, device_id: str | None = None) -> list[dict]:
+    """A teacher checks pupils of their classes in or out on a trip; one result per pupil, in order."""
+    from app.auth.scope import student_filter
+
+    if db.session.get(Activity, activity_id) is None:
+        raise not_found("科普活动")
+    allowed = set(db.session.scalars(select(Student.id).where(Student.id.in_(student_ids), student_filter(actor))))
+    results = []
+    for student_id in student_ids:
+        if student_id not in allowed:
+            results.append({"student_id": student_id, "status": "refused", "reason": "not_found",
+                            "message": "找不到该学生（不在你任教的班级）。", "checkin": None})
+            continue
+        req = ScanRequest(
+            actor=actor, source="group", student_id=student_id, activity_id=activity_id, direction=direction,
+            scanned_at=scanned_at, body={"group": activity_id, "student_id": student_id, "direction": direction},
+            device_id=(device_id or "")[:128] or None,
+        )
+        row = batch_row(None, scan(req))
+        row.pop("nonce")
+        results.append({"student_id": student_id, **row})
+    return results
 
 
 # --- views --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session
 
 from app.credits.models import GENESIS_HASH, LedgerEntry
@@ -50,15 +50,24 @@ def entry_hash(entry: LedgerEntry) -> str:
     return hashlib.sha256(canonical_json(entry)).hexdigest()
 
 
+# The scan path runs these on every request: built once, so SQLAlchemy memoises their cache keys.
+_LOCK_STUDENT = (
+    select(Student).where(Student.id == bindparam("student_id")).with_for_update()
+    .execution_options(populate_existing=True)
+)
+_HEAD = (
+    select(LedgerEntry.seq, LedgerEntry.hash).where(LedgerEntry.student_id == bindparam("student_id"))
+    .order_by(LedgerEntry.seq.desc()).limit(1)
+)
+
+
 def lock_student(student_id: int) -> Student | None:
     """Take the per-student lock and return the student, fresh (row lock on PostgreSQL; SQLite
     write transactions are already serial). Locking twice in one transaction costs nothing."""
     locked = db.session.info.setdefault("locked_students", set())
     if student_id in locked:
         return db.session.get(Student, student_id)
-    student = db.session.scalar(
-        select(Student).where(Student.id == student_id).with_for_update().execution_options(populate_existing=True)
-    )
+    student = db.session.scalar(_LOCK_STUDENT, {"student_id": student_id})
     locked.add(student_id)
     return student
 
@@ -89,12 +98,7 @@ def append(
 ) -> LedgerEntry:
     """Append one entry to the student's chain (within the caller's transaction) and return it."""
     lock_student(student_id)
-    head = db.session.execute(
-        select(LedgerEntry.seq, LedgerEntry.hash)
-        .where(LedgerEntry.student_id == student_id)
-        .order_by(LedgerEntry.seq.desc())
-        .limit(1)
-    ).first()
+    head = db.session.execute(_HEAD, {"student_id": student_id}).first()
     day = local_date(occurred_at)
     entry = LedgerEntry(
         student_id=student_id,

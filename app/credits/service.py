@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 
 from app.common import iso
 from app.credits import ledger
@@ -38,9 +38,12 @@ def _parse(row: RuleVersion) -> RuleSet:
     return cached
 
 
+_ACTIVE_VERSION = select(RuleVersion.version).where(RuleVersion.active.is_(True))
+
+
 def active_rules() -> RuleSet:
     """The rule set that computes new credits: the active version (parsed once per process)."""
-    version = db.session.scalar(select(RuleVersion.version).where(RuleVersion.active.is_(True)))
+    version = db.session.scalar(_ACTIVE_VERSION)
     if version is None:
         raise APIError(503, "no_active_rules", "尚未启用学分规则，请管理员运行 flask rules load。")
     cached = _parsed.get(version)
@@ -77,25 +80,34 @@ def activate_version(row: RuleVersion) -> None:
     row.active, row.activated_at = True, utcnow()
 
 
+def _stay_history_statement():
+    same_day = (LedgerEntry.occurred_at >= bindparam("day_start")) & (LedgerEntry.occurred_at < bindparam("day_end"))
+    at_venue = LedgerEntry.venue_id == bindparam("venue_id")
+    return select(
+        func.sum(case((same_day, LedgerEntry.amount))),
+        func.count(case((at_venue & (LedgerEntry.kind == "credit") & (LedgerEntry.amount > 0), 1))),
+        func.count(case((at_venue & (LedgerEntry.kind == "reversal") & (LedgerEntry.amount < 0), 1))),
+    ).where(
+        LedgerEntry.student_id == bindparam("student_id"),
+        LedgerEntry.source == "checkin",
+        LedgerEntry.school_year == bindparam("school_year"),
+        LedgerEntry.term == bindparam("term"),
+    )
+
+
+# Built once: it runs on every exit scan (SQLAlchemy memoises a prebuilt statement's cache key).
+_STAY_HISTORY = _stay_history_statement()
+
+
 def stay_history(*, student_id: int, venue_id: int, occurred_at) -> StayHistory:
     """What caps a new stay, in one query over the student's stay entries of that term: net
     activity credits that local day, and stays credited (and not reversed) at the venue."""
     day_start, day_end = local_day_bounds(occurred_at)
     day = local_date(occurred_at)
-    same_day = (LedgerEntry.occurred_at >= day_start) & (LedgerEntry.occurred_at < day_end)
-    at_venue = LedgerEntry.venue_id == venue_id
-    row = db.session.execute(
-        select(
-            func.sum(case((same_day, LedgerEntry.amount))),
-            func.count(case((at_venue & (LedgerEntry.kind == "credit") & (LedgerEntry.amount > 0), 1))),
-            func.count(case((at_venue & (LedgerEntry.kind == "reversal") & (LedgerEntry.amount < 0), 1))),
-        ).where(
-            LedgerEntry.student_id == student_id,
-            LedgerEntry.source == "checkin",
-            LedgerEntry.school_year == school_year_of(day),
-            LedgerEntry.term == term_of(day),
-        )
-    ).one()
+    row = db.session.execute(_STAY_HISTORY, {
+        "day_start": day_start, "day_end": day_end, "venue_id": venue_id, "student_id": student_id,
+        "school_year": school_year_of(day), "term": term_of(day),
+    }).one()
     day_total, credited, reversed_ = row
     return StayHistory(day_activity_total=day_total or Decimal("0"), venue_stays_this_term=credited - reversed_)
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.auth.models import TeacherClass, User
 from app.checkins.models import Checkin
@@ -48,16 +48,18 @@ AWARD_LABELS = {"first": "一等奖", "second": "二等奖", "third": "三等奖
 # --- term close --------------------------------------------------------------------------------
 
 
+_TERM_CLOSED = select(TermClosure.id).where(
+    TermClosure.school_id == bindparam("school_id"),
+    TermClosure.school_year == bindparam("school_year"),
+    TermClosure.term == bindparam("term"),
+)
+
+
 def term_is_closed(school_id: int, moment) -> bool:
-    """Whether the school's term containing `moment` (a datetime or a date) is closed."""
+    """Whether the school's term containing `moment` (a datetime or a date) is closed (every scan asks)."""
     day = local_date(moment)
-    return db.session.scalar(
-        select(TermClosure.id).where(
-            TermClosure.school_id == school_id,
-            TermClosure.school_year == school_year_of(day),
-            TermClosure.term == term_of(day),
-        )
-    ) is not None
+    params = {"school_id": school_id, "school_year": school_year_of(day), "term": term_of(day)}
+    return db.session.scalar(_TERM_CLOSED, params) is not None
 
 
 def _refuse_if_closed(school_id: int, moment) -> None:

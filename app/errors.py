@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask, jsonify
 from marshmallow import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,18 @@ def register_error_handlers(app: Flask) -> None:
         db.session.rollback()
         log.info("integrity error: %s", error.orig)
         return envelope(409, "conflict", "与现有数据冲突（可能重复提交）。")
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_unavailable(error):
+        # The database went away (restart, failover, network): say so and let the client retry;
+        # the pool reconnects by itself (pool_pre_ping) once it is back.
+        try:
+            db.session.rollback()
+        except Exception:  # the connection is gone; the session is discarded at teardown anyway
+            log.warning("rollback after a lost connection failed", exc_info=True)
+        log.error("database unavailable: %s", error.orig if hasattr(error, "orig") else error)
+        return envelope(503, *HTTP_MESSAGES[503], headers={"Retry-After": "5"})
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

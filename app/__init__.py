@@ -51,7 +51,7 @@ def _ensure_instance_dir(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from app import models  # noqa: F401  (the whole schema, for SQLAlchemy and Alembic)
     from app.db import configure_sqlite
-    from app.extensions import api, db, limiter, migrate
+    from app.extensions import api, csrf, db, limiter, migrate
 
     db.init_app(app)
     with app.app_context():
@@ -62,6 +62,7 @@ def register_extensions(app: Flask) -> None:
     if app.config.get("REDIS_URL"):
         app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
     limiter.init_app(app)
+    csrf.init_app(app)
     api.init_app(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     api.spec.options["security"] = [{"bearerAuth": []}]
@@ -74,16 +75,28 @@ def _migrations_dir():
 
 
 def register_blueprints(app: Flask) -> None:
+    from app.audit.routes import blp as audit_blp
     from app.auth.routes import blp as auth_blp
     from app.checkins.routes import blp as checkins_blp
     from app.credits.routes import blp as credits_blp
     from app.extensions import api, db
+    from app.matching.routes import blp as matching_blp
+    from app.matching.web import bp as directory_page
     from app.orgs.routes import blp as orgs_blp
     from app.reviews.routes import blp as reviews_blp
+    from app.stats.routes import blp as stats_blp
+    from app.transcripts.routes import blp as transcripts_blp
+    from app.transcripts.routes import public_blp as verify_blp
     from app.venues.routes import blp as venues_blp
+    from app.web import register_web
 
-    for blueprint in (auth_blp, orgs_blp, venues_blp, checkins_blp, credits_blp, reviews_blp):
+    # The JSON API (documented in the OpenAPI file), one blueprint per domain package.
+    for blueprint in (auth_blp, orgs_blp, venues_blp, checkins_blp, credits_blp, reviews_blp, transcripts_blp,
+                      verify_blp, audit_blp, stats_blp, matching_blp):
         api.register_blueprint(blueprint)
+    # Server-rendered pages: the public directory (/directory) and every audience's pages (docs/web.md).
+    app.register_blueprint(directory_page)
+    register_web(app)
 
     @app.get("/healthz")
     def healthz():

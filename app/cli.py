@@ -119,3 +119,36 @@ def register_cli(app: Flask) -> None:
 
     for group in (users, ledger_cli, rules_cli, checkins_cli):
         app.cli.add_command(group)
+    _register_keys_cli(app)
+    from app.stats.cli import register as register_stats_cli
+
+    register_stats_cli(app)
+
+
+def _register_keys_cli(app: Flask) -> None:
+    """`flask keys rotate|list`: the Ed25519 keys that sign transcript credentials."""
+    keys_cli = AppGroup("keys", help="Transcript credential signing keys.")
+
+    @keys_cli.command("rotate")
+    def keys_rotate() -> None:
+        """Add a new signing key and retire the current one (it stays published in the JWKS)."""
+        from app.extensions import db
+        from app.transcripts import keys
+
+        new, retired = keys.rotate()
+        db.session.commit()
+        click.echo(f"signing with {new.kid}" + (f"; retired {', '.join(retired)}" if retired else ""))
+
+    @keys_cli.command("list")
+    def keys_list() -> None:
+        """Every signing key, newest first, with when it was created and retired."""
+        from sqlalchemy import select
+
+        from app.extensions import db
+        from app.transcripts.models import SigningKey
+
+        for row in db.session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc())):
+            state = f"retired {row.retired_at.isoformat()}" if row.retired_at else "signing"
+            click.echo(f"{row.kid}  created {row.created_at.isoformat()}  {state}")
+
+    app.cli.add_command(keys_cli)

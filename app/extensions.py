@@ -8,6 +8,7 @@ from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -45,3 +46,6 @@ migrate = Migrate()
 api = ErrorEnvelopeApi()
 # Headers only on 429 (Retry-After, set by the error envelope); a 401 must not suggest waiting.
 limiter = Limiter(key_func=_client_address, headers_enabled=False)
+# CSRF for the web pages' forms and fetches only (WTF_CSRF_CHECK_DEFAULT = False; app/web checks it);
+# the JSON API authenticates with bearer tokens, which a browser never sends by itself.
+csrf = CSRFProtect()

@@ -97,7 +97,7 @@ def build_database(url: str, students: int) -> dict:
             with db.engine.begin() as conn:
                 conn.execute(text("DROP SCHEMA public CASCADE"))
                 conn.execute(text("CREATE SCHEMA public"))
-        upgrade(directory=str(ROOT / "migrations"), revision="heads")
+        upgrade(directory=str(ROOT / "migrations"))
         district = District(name="福田区", code="FT")
         db.session.add(district)
         db.session.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -52,10 +53,27 @@ class Base:
     OPENAPI_JSON_PATH = "v1/openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "/docs"
     OPENAPI_SWAGGER_UI_URL = "/api/docs/static/"
-    JSON_SORT_KEYS = False
+    # Transcripts: an embedded TrueType/TTC font for the PDF (default: reportlab's STSong-Light CID
+    # font, not embedded), how long an issued credential is valid, the per-process JSON cache size.
+    TRANSCRIPT_FONT_PATH = os.environ.get("TRANSCRIPT_FONT_PATH") or None
+    CREDENTIAL_VALID_DAYS = _env_int("CREDENTIAL_VALID_DAYS", 730)
+    TRANSCRIPT_CACHE_BYTES = _env_int("TRANSCRIPT_CACHE_BYTES", 32 * 1024 * 1024)
     PRODUCTION = False
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
     ACCESS_LOG = os.environ.get("ACCESS_LOG", "1") != "0"
+    # Web pages (app/web): a signed session cookie the page scripts cannot read, not sent on
+    # cross-site subrequests; Secure in production. CSRF is checked by the web blueprint only (the
+    # JSON API uses bearer tokens); a token lives as long as the session, so a scanner page left
+    # open all day can still upload.
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    PERMANENT_SESSION_LIFETIME = timedelta(days=_env_int("WEB_SESSION_DAYS", 14))
+    WTF_CSRF_CHECK_DEFAULT = False
+    WTF_CSRF_TIME_LIMIT = None
+    # No Referer check on HTTPS: app/security.py sends "Referrer-Policy: no-referrer" (scan URLs carry
+    # a token), so browsers send no Referer; the session-bound token and SameSite=Lax protect the forms.
+    WTF_CSRF_SSL_STRICT = False
 
     @classmethod
     def validate(cls) -> None:
@@ -82,6 +100,7 @@ class Production(Base):
     SECRET_KEY = os.environ.get("SECRET_KEY")
     SIGNING_KEY = os.environ.get("SIGNING_KEY")
     PRODUCTION = True
+    SESSION_COOKIE_SECURE = True
 
     @classmethod
     def validate(cls) -> None:

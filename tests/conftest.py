@@ -39,7 +39,7 @@ def _reset_schema(app) -> None:
             with db.engine.begin() as conn:
                 conn.execute(text("DROP SCHEMA public CASCADE"))
                 conn.execute(text("CREATE SCHEMA public"))
-        upgrade(revision="heads")  # every branch (parallel migrations are merged before release)
+        upgrade()
         db.session.remove()
 
 

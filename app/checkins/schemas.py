@@ -25,6 +25,8 @@ class GroupCheckinSchema(Schema):
     student_ids = fields.List(fields.Integer(), required=True, validate=validate.Length(min=1, max=200))
     direction = fields.String(required=True, validate=DIRECTION)
     scanned_at = AwareDateTime()
+    # Optional: makes a retried request a replay (each pupil's scan uses "{nonce}:{student_id}").
+    nonce = fields.String(validate=validate.Length(min=1, max=48))
 
 
 class HistoryArgs(Schema):

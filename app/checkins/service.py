@@ -367,8 +367,13 @@ def _enter(req: ScanRequest, target: Target) -> Checkin:
         # does not block this visit.
         if stay.deadline < when - EXIT_GRACE or (stay.activity_id != activity.id and stay.entered_at <= when):
             stay.status = "no_exit"
-    if activity.capacity is not None:
-        _check_capacity(activity, student.id)
+    from app.matching.bookings import link_attendance, seat_for_entry
+
+    # Bookings and walk-ins share the capacity (app/matching/bookings.py): one query, after locking
+    # the activity row when it has a capacity; a booked pupil always has their seat.
+    seat = seat_for_entry(activity, student)
+    if seat.full:
+        raise Refused("activity_full", capacity=activity.capacity)
     flags = integrity.entry_flags(rules=active_rules(), source=req.source, device_id=req.device_id,
                                   student_id=student.id, activity=activity, when=when)
     checkin = Checkin(
@@ -386,21 +391,8 @@ def _enter(req: ScanRequest, target: Target) -> Checkin:
     checkin.activity = activity
     db.session.add(checkin)
     db.session.flush()
+    link_attendance(seat, checkin)  # a booked pupil's check-in links to the booking
     return checkin
-
-
-def _check_capacity(activity: Activity, student_id: int) -> None:
-    """Refuse an entry when every seat is taken; the activity row is locked so seats never oversell."""
-    db.session.execute(select(Activity.id).where(Activity.id == activity.id).with_for_update())
-    seated = set(
-        db.session.scalars(
-            select(Checkin.student_id)
-            .where(Checkin.activity_id == activity.id, Checkin.status.in_(("open", "completed", "flagged")))
-            .distinct()
-        )
-    )
-    if student_id not in seated and len(seated) >= activity.capacity:  # coming back in keeps one seat
-        raise Refused("activity_full", capacity=activity.capacity)
 
 
 def _exit(req: ScanRequest, target: Target):
@@ -491,7 +483,8 @@ def batch_row(nonce, result: ScanResult) -> dict:
 
 
 def group_checkin(actor: User, activity_id: int, student_ids: list[int], direction: str, *,
-                  scanned_at: datetime | None = None, device_id: str | None = None) -> list[dict]:
+                  scanned_at: datetime | None = None, device_id: str | None = None,
+                  nonce: str | None = None) -> list[dict]:
     """A teacher checks pupils of their classes in or out on a trip; one result per pupil, in order."""
     from app.auth.scope import student_filter
 
@@ -504,10 +497,12 @@ def group_checkin(actor: User, activity_id: int, student_ids: list[int], directi
             results.append({"student_id": student_id, "status": "refused", "reason": "not_found",
                             "message": "找不到该学生（不在你任教的班级）。", "checkin": None})
             continue
+        body = {"group": activity_id, "student_id": student_id, "direction": direction,
+                "scanned_at": scanned_at.isoformat() if scanned_at else None}
         req = ScanRequest(
             actor=actor, source="group", student_id=student_id, activity_id=activity_id, direction=direction,
-            scanned_at=scanned_at, body={"group": activity_id, "student_id": student_id, "direction": direction},
-            device_id=(device_id or "")[:128] or None,
+            scanned_at=scanned_at, body=body, device_id=(device_id or "")[:128] or None,
+            nonce=f"{nonce}:{student_id}" if nonce else None,
         )
         row = batch_row(None, scan(req))
         row.pop("nonce")

@@ -124,6 +124,9 @@ def append(
     entry.hash = entry_hash(entry)
     db.session.add(entry)
     db.session.flush()
+    from app.stats import rollup  # bureau roll-ups, same transaction (imported here: no import cycle)
+
+    rollup.record(entry)
     LEDGER_APPENDS.labels(kind).inc()
     return entry
 

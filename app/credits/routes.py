@@ -1,4 +1,4 @@
-"""The ledger (paged, verifiable), transcripts, and rule-set versions."""
+"""The ledger (paged, verifiable) and rule-set versions. Transcripts live in app/transcripts/routes.py."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
+from app.audit.service import record_read
 from app.auth.scope import current_user, get_student, roles_required
 from app.common import paginate
 from app.credits import ledger
 from app.credits import service as credit_service
 from app.credits.models import LedgerEntry, RuleVersion
-from app.credits.rules import local_date, school_year_of
-from app.db import utcnow
 from app.errors import APIError
 from app.extensions import db
 from app.transcripts import service as transcripts
@@ -27,11 +26,6 @@ class LedgerArgs(Schema):
     page = fields.Integer(load_default=1, validate=validate.Range(min=1))
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     school_year = fields.String(validate=validate.Regexp(r"^\d{4}-\d{4}$"))
-
-
-class TranscriptArgs(Schema):
-    school_year = fields.String(validate=validate.Regexp(r"^\d{4}-\d{4}$"))
-    format = fields.String(load_default="json", validate=validate.OneOf(("json",)))
 
 
 class VerifySchema(Schema):
@@ -61,7 +55,9 @@ class RuleCreateSchema(Schema):
 @blp.response(200)
 def student_ledger(args, student_id):
     """The student's ledger entries in seq order (paged), each with its explanation and hashes."""
-    student = get_student(current_user(), student_id)
+    user = current_user()
+    student = get_student(user, student_id)
+    record_read(user, student, "ledger")
     query = select(LedgerEntry).where(LedgerEntry.student_id == student.id).order_by(LedgerEntry.seq)
     if "school_year" in args:
         query = query.where(LedgerEntry.school_year == args["school_year"])
@@ -75,19 +71,10 @@ def student_ledger(args, student_id):
 @blp.response(200, VerifySchema)
 def verify_ledger(student_id):
     """Recompute the student's hash chain: ok, entries, head hash and the first bad seq."""
-    student = get_student(current_user(), student_id)
+    user = current_user()
+    student = get_student(user, student_id)
+    record_read(user, student, "ledger_verify")
     return ledger.verify_chain(student.id).as_dict()
-
-
-@blp.route("/students/<int:student_id>/transcript", methods=["GET"])
-@roles_required(*RECORD_READERS)
-@blp.arguments(TranscriptArgs, location="query")
-@blp.response(200)
-def student_transcript(args, student_id):
-    """The yearly transcript (学分报告单): totals by kind and term against the requirement."""
-    student = get_student(current_user(), student_id)
-    school_year = args.get("school_year") or school_year_of(local_date(utcnow()))
-    return transcripts.transcript(student, school_year)
 
 
 @blp.route("/rules")

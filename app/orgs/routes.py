@@ -7,6 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
+from app.audit.service import record_read
 from app.auth.scope import (
     class_filter,
     current_user,
@@ -147,7 +148,10 @@ class StudentItem(MethodView):
     @blp.response(200, StudentSchema)
     def get(self, student_id):
         """One student, when in the caller's scope."""
-        return get_student(current_user(), student_id)
+        user = current_user()
+        student = get_student(user, student_id)
+        record_read(user, student, "student")
+        return student
 
     @roles_required("admin", "school_admin")
     @blp.arguments(StudentUpdateSchema)

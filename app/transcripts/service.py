@@ -1,14 +1,26 @@
-"""Transcript assembly: a student's school year from the ledger, against the yearly requirement."""
+"""Transcript assembly: a student's school year from the ledger, against the yearly requirement,
+and the signed credential that travels with it (app/transcripts/credential.py).
+
+A year can hold hundreds of entries, each with an explanation of a kilobyte or more: the JSON
+route uses `transcript_json` (totals from aggregate queries, plain column values, explanations spliced
+in as stored, and a cache of the entries array keyed by the year's last hash), the PDF route
+`signed_head` and `pdf.table_entries`; `transcript()` and `signed_transcript()` build the same content
+as dicts with ORM objects (the seed, tests, anything that wants the whole year at once).
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+import threading
+from collections import OrderedDict, defaultdict
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import BigInteger, DateTime, Text, case, cast, func, or_, select, type_coerce
 
 from app.common import fmt_credits, iso
-from app.credits.models import LedgerEntry
+from app.credits.models import GENESIS_HASH, LedgerEntry
 from app.credits.rules import progress, school_year_bounds
 from app.credits.service import active_rules
 from app.errors import field_error
@@ -59,21 +71,43 @@ def check_school_year(school_year: str) -> str:
     return school_year
 
 
-def transcript(student: Student, school_year: str) -> dict:
-    """The yearly transcript (SPEC §8) without its credential: totals, requirement, entries."""
+def standing(rules, grade: int, by_kind: dict[str, Decimal], total: Decimal) -> dict:
+    """Total, requirement, met, kinds done and what is missing: the same numbers for a transcript,
+    a class-progress row, a guardian's view and a spreadsheet. `total` counts every entry of the
+    year; the requirement looks at the kinds (entries of no kind, "other", count in the total only)."""
+    state = progress(rules, grade, {k: v for k, v in by_kind.items() if k != "other"})
+    return {
+        "total": fmt_credits(total),
+        "required": fmt_credits(state.required),
+        "met": state.met,
+        "kinds": list(state.kinds),
+        "missing": {
+            "credits": fmt_credits(state.missing_credits),
+            "kinds": state.missing_kinds,
+            "one_of": list(state.missing_one_of),
+            "hint": state.hint,
+        },
+    }
+
+
+def _kind(activity_kind: str | None, source: str, competition: str | None) -> str:
+    """kind_of, for plain column values."""
+    if activity_kind:
+        return activity_kind
+    if source == "claim" or competition:
+        return "competition"
+    return "other"
+
+
+def _head(student: Student, school_year: str, amounts: list[tuple[str, int, Decimal]]) -> dict:
+    """Everything of the transcript but its entries and credential, from (kind, term, amount) triples."""
     check_school_year(school_year)
-    entries = db.session.scalars(
-        select(LedgerEntry)
-        .where(LedgerEntry.student_id == student.id, LedgerEntry.school_year == school_year)
-        .order_by(LedgerEntry.seq)
-    ).all()
     by_kind: dict[str, Decimal] = defaultdict(Decimal)
     by_term: dict[str, Decimal] = {"1": Decimal("0"), "2": Decimal("0")}
-    for entry in entries:
-        by_kind[kind_of(entry)] += entry.amount
-        by_term[str(entry.term)] += entry.amount
+    for kind, term, amount in amounts:
+        by_kind[kind] += amount
+        by_term[str(term)] += amount
     rules = active_rules()
-    state = progress(rules, student.grade, {k: v for k, v in by_kind.items() if k != "other"})
     total = sum(by_term.values(), Decimal("0"))
     return {
         "student": {
@@ -88,18 +122,193 @@ def transcript(student: Student, school_year: str) -> dict:
         },
         "school_year": school_year,
         "rule_version": rules.version,
-        "total": fmt_credits(total),
-        "required": fmt_credits(state.required),
-        "met": state.met,
-        "kinds": list(state.kinds),
-        "missing": {
-            "credits": fmt_credits(state.missing_credits),
-            "kinds": state.missing_kinds,
-            "one_of": list(state.missing_one_of),
-            "hint": state.hint,
-        },
+        **standing(rules, student.grade, by_kind, total),
         "by_kind": {kind: fmt_credits(amount) for kind, amount in sorted(by_kind.items())},
         "by_term": {term: fmt_credits(amount) for term, amount in by_term.items()},
-        "entries": [entry_view(e) for e in entries],
-        "credential": None,
     }
+
+
+def _issue(data: dict, count: int, last_hash: str | None, actor_id: int | None) -> dict:
+    from app.transcripts import credential
+
+    chain = {"entries": count, "ledger_head": last_hash or GENESIS_HASH}
+    return credential.credential_view(credential.issue(data, chain, actor_id=actor_id))
+
+
+def _year(student_id: int, school_year: str):
+    return (LedgerEntry.student_id == student_id) & (LedgerEntry.school_year == school_year)
+
+
+def _entries(student_id: int, school_year: str) -> list[LedgerEntry]:
+    return db.session.scalars(select(LedgerEntry).where(_year(student_id, school_year)).order_by(LedgerEntry.seq)).all()
+
+
+def transcript(student: Student, school_year: str) -> dict:
+    """The yearly transcript (SPEC §8) without its credential: totals, requirement, entries."""
+    check_school_year(school_year)
+    entries = _entries(student.id, school_year)
+    data = _head(student, school_year, [(kind_of(e), e.term, e.amount) for e in entries])
+    return {**data, "entries": [entry_view(e) for e in entries], "credential": None}
+
+
+def signed_transcript(student: Student, school_year: str, *, actor_id: int | None) -> dict:
+    """The transcript with its "credential": the signed VC-JWT of these totals, issued now or reused
+    while nothing it says has changed (added to the session; the caller commits)."""
+    check_school_year(school_year)
+    entries = _entries(student.id, school_year)
+    data = _head(student, school_year, [(kind_of(e), e.term, e.amount) for e in entries])
+    data["entries"] = [entry_view(e) for e in entries]
+    data["credential"] = _issue(data, len(entries), entries[-1].hash if entries else None, actor_id)
+    return data
+
+
+# --------------------------------------------------------------------------------------------------
+# The JSON answer, fast: a year of 500 entries is ~800 KB of JSON.
+#
+# Entries never change (append-only, hash-chained), so the year's entries serialise to the same
+# bytes for as long as the year's last hash is the same: that array is kept in a small per-process
+# cache (TRANSCRIPT_CACHE_BYTES, 32 MiB by default; 0 turns it off). Building it (cache miss) reads
+# plain values, integer cents, naive UTC datetimes and the explanation as stored text, and formats
+# each entry with one string template (entry_view's keys, explanation last).
+
+# The SQL twin of kind_of.
+KIND_CASE = case(
+    (LedgerEntry.activity_kind.is_not(None), LedgerEntry.activity_kind),
+    (or_(LedgerEntry.source == "claim", LedgerEntry.competition.is_not(None)), "competition"),
+    else_="other",
+)
+_RAW_COLUMNS = (
+    LedgerEntry.id, LedgerEntry.student_id, LedgerEntry.seq, LedgerEntry.kind,
+    type_coerce(LedgerEntry.amount, BigInteger).label("cents"), LedgerEntry.activity_kind,
+    LedgerEntry.competition, LedgerEntry.source, LedgerEntry.source_id, LedgerEntry.reverses_id,
+    LedgerEntry.venue_id, type_coerce(LedgerEntry.occurred_at, DateTime).label("occurred_at"),
+    LedgerEntry.school_year, LedgerEntry.term, LedgerEntry.rule_version,
+    type_coerce(LedgerEntry.created_at, DateTime).label("created_at"), LedgerEntry.created_by,
+    LedgerEntry.prev_hash, LedgerEntry.hash, cast(LedgerEntry.explanation, Text).label("explanation"),
+)
+_ENTRY_TEMPLATE = (
+    '{"id":%d,"student_id":%d,"seq":%d,"kind":%s,"amount":"%s","activity_kind":%s,"competition":%s,'
+    '"source":%s,"source_id":%s,"reverses_id":%s,"venue_id":%s,"occurred_at":"%s","school_year":%s,"term":%d,'
+    '"rule_version":%s,"created_at":"%s","created_by":%s,"prev_hash":"%s","hash":"%s","explanation":%s}'
+)
+_SHANGHAI_OFFSET = timedelta(hours=8)  # Asia/Shanghai has kept UTC+8 all year since 1991
+DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
+
+
+class _EntriesCache:
+    """Least-recently-used (student, year, entries, last hash) → JSON array, within a byte budget."""
+
+    def __init__(self):
+        self._items: OrderedDict[tuple, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple, value: bytes, budget: int) -> None:
+        if len(value) > budget:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._bytes += len(value)
+            while self._bytes > budget:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+entries_cache = _EntriesCache()
+
+
+def _js(value) -> str:
+    return "null" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _num(value) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def _cents(cents: int) -> str:
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(int(cents)), 100)
+    return f"{sign}{whole}.{part:02d}"
+
+
+def _local_iso(moment: datetime) -> str:
+    """A naive UTC datetime as iso() writes it: Asia/Shanghai with its +08:00 offset."""
+    if moment.tzinfo is not None:  # (datetime.replace costs more than the rest together)
+        moment = moment.replace(tzinfo=None)
+    return (moment + _SHANGHAI_OFFSET).isoformat() + "+08:00"
+
+
+def _entries_json(student_id: int, school_year: str) -> bytes:
+    """The year's entries as a JSON array (entry_view of each), built from plain column values."""
+    rows = db.session.connection().execute(  # Core on the session's connection: no ORM result layer
+        select(*_RAW_COLUMNS).where(_year(student_id, school_year)).order_by(LedgerEntry.seq)
+    ).all()
+    words: dict = {}  # kinds, sources, years, rule versions: a handful of distinct strings
+
+    def word(value) -> str:
+        found = words.get(value)
+        if found is None:
+            found = words[value] = _js(value)
+        return found
+
+    # Positional unpacking: a Row's attribute access by name costs more than the formatting itself.
+    parts = [
+        _ENTRY_TEMPLATE % (
+            id_, student, seq, word(kind), _cents(cents), word(activity_kind), _js(competition), word(source),
+            _num(source_id), _num(reverses_id), _num(venue_id), _local_iso(occurred_at), word(year), term,
+            word(rule_version), _local_iso(created_at), _num(created_by), prev_hash, hash_, explanation or "null",
+        )
+        for (id_, student, seq, kind, cents, activity_kind, competition, source, source_id, reverses_id, venue_id,
+             occurred_at, year, term, rule_version, created_at, created_by, prev_hash, hash_, explanation) in rows
+    ]
+    return f"[{','.join(parts)}]".encode()
+
+
+def signed_head(student: Student, school_year: str, *, actor_id: int | None) -> dict:
+    """The transcript without its entries ("entries": None) but with its credential, from two small
+    aggregate queries (sums per kind and term, the year's last hash)."""
+    check_school_year(school_year)
+    year = _year(student.id, school_year)
+    sums = db.session.execute(
+        select(KIND_CASE, LedgerEntry.term, func.sum(type_coerce(LedgerEntry.amount, BigInteger)), func.count())
+        .where(year).group_by(KIND_CASE, LedgerEntry.term)
+    ).all()
+    count = sum(n for *_, n in sums)
+    last_hash = db.session.scalar(
+        select(LedgerEntry.hash).where(year).order_by(LedgerEntry.seq.desc()).limit(1)) if count else None
+    data = _head(student, school_year, [(kind, term, Decimal(cents).scaleb(-2)) for kind, term, cents, _ in sums])
+    data["entries"] = None
+    data["credential"] = _issue(data, count, last_hash, actor_id)
+    return data
+
+
+def transcript_json(student: Student, school_year: str, *, actor_id: int | None) -> bytes:
+    """signed_transcript serialised as UTF-8 JSON (the JSON route's fast path; same content)."""
+    data = signed_head(student, school_year, actor_id=actor_id)
+    summary = data["credential"]
+    key = (student.id, school_year, summary["entries"], summary["ledger_head"])
+    budget = int(current_app.config.get("TRANSCRIPT_CACHE_BYTES", DEFAULT_CACHE_BYTES))
+    entries = entries_cache.get(key) if budget else None
+    if entries is None:
+        entries = _entries_json(student.id, school_year)
+        if budget:
+            entries_cache.put(key, entries, budget)
+    before, after = json.dumps(data, ensure_ascii=False, separators=(",", ":")).split('"entries":null', 1)
+    return b"".join((before.encode(), b'"entries":', entries, after.encode()))

@@ -7,6 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
+from app.audit.service import record_read
 from app.auth.scope import (
     current_user,
     get_managed_activity,
@@ -162,7 +163,9 @@ class StudentPass(MethodView):
     @blp.response(200, PassSchema)
     def get(self, student_id):
         """The student's pass (学生码) for venue staff to scan: {token, version}."""
-        student = get_student(current_user(), student_id)
+        user = current_user()
+        student = get_student(user, student_id)
+        record_read(user, student, "pass")
         return {"token": codes.student_pass(student.id, student.pass_version), "version": student.pass_version}
 
     @roles_required(*PASS_READERS)
@@ -181,5 +184,7 @@ class StudentPass(MethodView):
 @blp.response(200, content_type="image/png")
 def student_pass_png(student_id):
     """The student's pass as a PNG QR image (print it for pupils without a phone)."""
-    student = get_student(current_user(), student_id)
+    user = current_user()
+    student = get_student(user, student_id)
+    record_read(user, student, "pass_png")
     return _qr_response(codes.qr_png(codes.student_pass(student.id, student.pass_version)), "image/png")

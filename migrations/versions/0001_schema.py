@@ -1,7 +1,7 @@
 """accounts organisations venues checkins and ledger
 
 Revision ID: 0001_schema
-Revises: 
+Revises:
 Create Date: 2026-11-22 22:30:36.867135
 
 """

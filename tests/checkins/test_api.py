@@ -173,3 +173,15 @@ def test_history_and_transcript(client, city):
     for outsider in (f.user("guardian"), city["staff"], f.user("teacher", school_=pupil.school)):
         res = client.get(f"/api/v1/students/{pupil.id}/transcript", headers=f.bearer(outsider))
         assert res.status_code in (403, 404)
+
+
+def test_group_checkin_retry_with_a_nonce_is_a_replay(client, city, db_session):
+    act = city["activity"]
+    body = {"student_ids": [p.id for p in city["pupils"]], "direction": "entry", "nonce": "trip-2026-11-22",
+            "scanned_at": (utcnow() - timedelta(minutes=30)).isoformat()}
+    url = f"/api/v1/activities/{act.id}/group-checkins"
+    first = post(client, city["teacher"], url, body).json["results"]
+    again = post(client, city["teacher"], url, body).json["results"]
+    assert [r["status"] for r in first] == ["accepted"] * 3 and [r["status"] for r in again] == ["replayed"] * 3
+    assert [r["checkin"]["id"] for r in again] == [r["checkin"]["id"] for r in first]
+    assert db_session.query(Checkin).count() == 3

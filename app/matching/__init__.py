@@ -1,0 +1,1 @@
+"""Matching pupils with science resources: public directory, recommendations, bookings, talent (SPEC §12)."""

@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import fresh_app, server_env  # noqa: E402
+
 LUA = r"""
 -- Each wrk thread walks its own slice of the prepared bodies: a block of entries, then the exits
 -- of the same students, so an exit is never sent before its entry has been answered.
@@ -76,11 +78,8 @@ done = function(summary, latency, requests) end
 
 def build_database(url: str, students: int) -> dict:
     """Migrate a fresh database and create the pupils, the staff account and an open lecture."""
-    os.environ["DATABASE_URL"] = url
-    from flask_migrate import upgrade
-    from sqlalchemy import insert, text
+    from sqlalchemy import insert, select
 
-    from app import create_app
     from app.auth.models import StaffVenue, User
     from app.auth.passwords import hash_password
     from app.auth.tokens import issue_tokens
@@ -89,15 +88,8 @@ def build_database(url: str, students: int) -> dict:
     from app.venues import codes
     from app.venues.models import Activity, Venue
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench-secret-key-0123456789abcdef",
-                      "SIGNING_KEY": "bench-signing-key-0123456789abcdef", "ACCESS_TOKEN_MINUTES": 120,
-                      "RATELIMIT_ENABLED": False, "ACCESS_LOG": False})
+    app = fresh_app(url, ACCESS_TOKEN_MINUTES=120)
     with app.app_context():
-        if url.startswith("postgresql"):
-            with db.engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA public CASCADE"))
-                conn.execute(text("CREATE SCHEMA public"))
-        upgrade(directory=str(ROOT / "migrations"))
         district = District(name="福田区", code="FT")
         db.session.add(district)
         db.session.flush()
@@ -120,7 +112,7 @@ def build_database(url: str, students: int) -> dict:
              "name": f"学生{i}", "active": True, "pass_version": 1} for i in range(students)
         ])
         db.session.commit()
-        ids = [row[0] for row in db.session.execute(text("SELECT id FROM students ORDER BY id"))]
+        ids = list(db.session.scalars(select(Student.id).order_by(Student.id)))
         passes = [codes.student_pass(i, 1) for i in ids]
         token = issue_tokens(staff)["access_token"]
         return {"activity_id": activity.id, "passes": passes, "token": token, "app": app}
@@ -202,11 +194,8 @@ def main() -> int:
     script = workdir / "scans.lua"
     script.write_text(LUA)
 
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench-secret-key-0123456789abcdef",
-           "SIGNING_KEY": "bench-signing-key-0123456789abcdef", "LOG_LEVEL": "warning",
-           "WEB_CONCURRENCY": str(args.workers), "APP_ENV": "development",
-           # a load test of the scan pipeline, not of the rate limiter (one staff account scans 12,000 passes)
-           "RATELIMIT_ENABLED": "0", "ACCESS_LOG": "0"}
+    # a load test of the scan pipeline, not of the rate limiter (one staff account scans 12,000 passes)
+    env = server_env(url, args.workers)
     base = f"http://127.0.0.1:{args.port}"
     server = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "-c", str(ROOT / "config/gunicorn.py"), "--bind", f"127.0.0.1:{args.port}",

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.checkin_load import parse_wrk, wait_until_up  # noqa: E402
+from bench.common import fresh_app, server_env  # noqa: E402
 
 LUA = r"""
 -- Requests are prepared lines "METHOD TOKEN PATH BODY"; each wrk thread walks its own slice, in
@@ -68,11 +69,8 @@ end
 
 def prepare(url: str, pupils: int) -> dict:
     """A migrated database with one school of `pupils` in 20 classes, a venue, staff and readers."""
-    os.environ["DATABASE_URL"] = url
-    from flask_migrate import upgrade
-    from sqlalchemy import insert, select, text
+    from sqlalchemy import insert, select
 
-    from app import create_app
     from app.auth.models import StaffVenue, TeacherClass, User
     from app.auth.passwords import hash_password
     from app.auth.tokens import issue_tokens
@@ -81,15 +79,8 @@ def prepare(url: str, pupils: int) -> dict:
     from app.venues import codes
     from app.venues.models import Activity, Venue
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench-secret-key-0123456789abcdef",
-                      "SIGNING_KEY": "bench-signing-key-0123456789abcdef", "ACCESS_TOKEN_MINUTES": 240,
-                      "RATELIMIT_ENABLED": False, "ACCESS_LOG": False})
+    app = fresh_app(url, ACCESS_TOKEN_MINUTES=240)
     with app.app_context():
-        if url.startswith("postgresql"):
-            with db.engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA public CASCADE"))
-                conn.execute(text("CREATE SCHEMA public"))
-        upgrade(directory=str(ROOT / "migrations"))
         district = District(name="南山区", code="NS")
         db.session.add(district)
         db.session.flush()
@@ -126,14 +117,14 @@ def prepare(url: str, pupils: int) -> dict:
         }
 
 
-def write_requests(path: Path, data: dict, count: int) -> None:
-    """`count` request lines in the Monday mix (60/25/10/5), scans as entry/exit blocks per pupil."""
+def write_requests(path: Path, data: dict, count: int, passes: list[str]) -> None:
+    """`count` request lines in the Monday mix (60/25/10/5), scans as entry/exit blocks of `passes`."""
     now = datetime.now(UTC)
     entered, left = (now - timedelta(minutes=55)).isoformat(), (now - timedelta(minutes=5)).isoformat()
     tokens, year = data["tokens"], "2026-2027"
     scans = []
-    for start in range(0, len(data["passes"]), 200):
-        block = data["passes"][start:start + 200]
+    for start in range(0, len(passes), 200):
+        block = passes[start:start + 200]
         for direction, at in (("entry", entered), ("exit", left)):
             for token in block:
                 body = json.dumps({"student_pass": token, "activity_id": data["activity"], "direction": direction,
@@ -189,12 +180,12 @@ def main() -> int:
     halves = []
     for half in range(2):
         path = work / f"half{half}.txt"
-        write_requests(path, data, args.requests // 2)
+        # each half scans its own pupils: a pupil's visit is one entry and one exit
+        share = len(data["passes"]) // 2
+        write_requests(path, data, args.requests // 2, data["passes"][half * share:(half + 1) * share])
         halves.append(path)
     (work / "mix.lua").write_text(LUA)
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "bench-secret-key-0123456789abcdef",
-           "SIGNING_KEY": "bench-signing-key-0123456789abcdef", "WEB_CONCURRENCY": str(args.workers),
-           "RATELIMIT_ENABLED": "0", "ACCESS_LOG": "0", "LOG_LEVEL": "warning", "GUNICORN_MAX_REQUESTS": "0"}
+    env = {**server_env(url, args.workers), "GUNICORN_MAX_REQUESTS": "0"}
     server = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-c", str(ROOT / "config/gunicorn.py"), "--bind",
                                f"127.0.0.1:{args.port}", "wsgi:app"], cwd=ROOT, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{args.port}"

@@ -15,17 +15,23 @@ and :func:`contribution` computes it. Keeping the aggregates exact is then one r
 everywhere: *add (contribution after − contribution before)*.
 
 * :func:`record` (called by ``credits.ledger.append`` for every new entry, in the same transaction):
-  one read of the pupil's cells for the entry's school year, one UPSERT of the fine cell; the
-  aggregate delta is kept in memory and written when the transaction commits, as one sorted
-  multi-row UPSERT per table (so concurrent transactions lock aggregate rows in one global order
-  and cannot deadlock on them, and the rows stay locked only for the commit). A delta recorded
+  on PostgreSQL one statement upserts the pupil's fine cell and reads the pupil's other cells of that
+  school year as they were before it (two statements on SQLite). The aggregate delta is kept in memory
+  and written when the transaction commits — on PostgreSQL as one statement of sorted multi-row
+  upserts into the school- and district-level tables — so concurrent transactions lock aggregate
+  rows in one global order (no deadlocks) and hold them only during the commit. A delta recorded
   inside a savepoint that is rolled back is dropped with it.
-* Pupils inserted or changed (school, grade, active) and venues whose kind changes are queued in
-  ``stats_dirty`` by database triggers (so roster imports, bulk updates and raw SQL are all seen);
-  :func:`refresh` moves their contributions before any statistics are answered, and
-  :func:`record` reconciles a queued pupil on the spot before adding to them.
+* The district-level tables (``stats_district_cells``, ``stats_venue_districts``) are the school-level
+  deltas summed by the school's district in that same statement; a venue's "schools reached" moves
+  when the school-level row's pupils cross zero. City- and district-wide answers read them.
+* Pupils inserted or changed (school, grade, active), venues whose kind changes and schools moved to
+  another district are queued in ``stats_dirty`` by database triggers (so roster imports, bulk
+  updates and raw SQL are all seen); :func:`refresh` moves their contributions before any statistics
+  are answered, and :func:`record` reconciles a queued pupil on the spot before adding to them.
 * ``met`` depends on the active rule set: the counts carry the version they were computed under
-  (``stats_state``); when another version is active :func:`refresh` recomputes them set-based.
+  (``stats_state``); when another version is active :func:`refresh` recomputes them set-based (on
+  PostgreSQL holding new aggregate writes meanwhile; a delta computed under the old version marks
+  the counts stale again, so they converge).
 * :func:`rebuild` recomputes everything from the ledger with set-based SQL (the migration's
   backfill, ``flask stats rebuild``); :func:`check` recomputes from scratch into temporary tables
   and compares (``flask stats check``).
@@ -33,7 +39,7 @@ everywhere: *add (contribution after − contribution before)*.
 The fine-cell dimensions mirror the transcript: the kind is ``transcripts.service.kind_of`` (an
 activity kind, "competition", or "other" for adjustments without a kind), the month is the
 Asia/Shanghai month of ``occurred_at``, and ``met`` is ``credits.rules.progress`` of the kinds
-(without "other"), exactly as the transcript computes it. :data:`KIND_SQL` and :func:`met_sql` are
+(without "other"), exactly as the transcript computes it. :data:`KIND_SQL` and :func:`met_case_sql` are
 the set-based mirrors of those two functions; the tests hold them equal.
 """
 
@@ -803,9 +809,6 @@ def fine_cells_sql(dialect: str) -> str:
     )
 
 
-LIVE_STUDENTS = "(SELECT id AS student_id, school_id, grade, active FROM students)"
-
-
 def _active(dialect: str, alias: str) -> str:
     return f"{alias}.active" if dialect == "postgresql" else f"{alias}.active = 1"
 
@@ -1022,40 +1025,44 @@ def check(session: Session | None = None, *, sample: int = 5) -> CheckReport:
     session = _session(session)
     dialect = session.get_bind().dialect.name
     rules = active_rules()
-    session.execute(text("DROP TABLE IF EXISTS stats_fresh_cells"))
-    session.execute(text(f"CREATE TEMPORARY TABLE stats_fresh_cells AS {fine_cells_sql(dialect)}"))
-    fresh, live = "stats_fresh_cells", LIVE_STUDENTS
     cell_cols = ", ".join(CELL_KEY + CELL_VALUES)
-    cell_fresh = " UNION ALL ".join(
-        [grain0_sql(dialect, rules, fresh, live)] + [grain_sql(dialect, g, fresh, live) for g in GRAINS[1:]])
     venue_cols = ", ".join(VENUE_KEY + VENUE_VALUES)
-    venue_fresh = f"{venue_sql(dialect, False, fresh, live)} UNION ALL {venue_sql(dialect, True, fresh, live)}"
     fine_cols = "student_id, school_year, activity_kind, venue_id, month, venue_kind, amount, checkins"
-    cell_fresh_all = f"SELECT {cell_cols} FROM ({cell_fresh}) f"
-    venue_fresh_all = f"SELECT {venue_cols} FROM ({venue_fresh}) f"
+    fresh, live = "stats_fresh_cells", "stats_fresh_students"
+    # Each from-scratch table is computed once, into a temporary table, then compared both ways.
+    temporary = [
+        (live, "SELECT id AS student_id, school_id, grade, active FROM students"),
+        (fresh, fine_cells_sql(dialect)),
+        ("stats_fresh_agg", " UNION ALL ".join(
+            [grain0_sql(dialect, rules, fresh, live)] + [grain_sql(dialect, g, fresh, live) for g in GRAINS[1:]])),
+        ("stats_fresh_venues", f"{venue_sql(dialect, False, fresh, live)} UNION ALL {venue_sql(dialect, True, fresh, live)}"),
+    ]
+    for name, query in temporary:
+        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+        session.execute(text(f"CREATE TEMPORARY TABLE {name} AS {query}"))
+        if dialect == "postgresql":
+            session.execute(text(f"ANALYZE {name}"))  # no autovacuum statistics for temporary tables
     district_cols = ", ".join(DISTRICT_CELL_KEY + CELL_VALUES)
     venue_district_cols = ", ".join(VENUE_DISTRICT_KEY + VENUE_DISTRICT_VALUES)
+    nonzero_cells = "WHERE participating <> 0 OR credits <> 0 OR met <> 0"
+    nonzero_venues = "WHERE students <> 0 OR checkins <> 0 OR credits <> 0"
     comparisons = {
         "stats_student_cells": (f"SELECT {fine_cols} FROM stats_student_cells", f"SELECT {fine_cols} FROM {fresh}"),
         "stats_students": ("SELECT student_id, school_id, grade, active FROM stats_students",
-                           f"SELECT student_id, school_id, grade, active FROM {live} x"),
+                           f"SELECT student_id, school_id, grade, active FROM {live}"),
         "stats_population": ("SELECT school_id, grade, students FROM stats_population WHERE students <> 0",
                              population_sql(dialect, live)),
-        "stats_cells": (
-            f"SELECT {cell_cols} FROM stats_cells WHERE participating <> 0 OR credits <> 0 OR met <> 0",
-            f"SELECT {cell_cols} FROM ({cell_fresh}) f WHERE participating <> 0 OR credits <> 0 OR met <> 0"),
-        "stats_venue_cells": (
-            f"SELECT {venue_cols} FROM stats_venue_cells WHERE students <> 0 OR checkins <> 0 OR credits <> 0",
-            f"SELECT {venue_cols} FROM ({venue_fresh}) f WHERE students <> 0 OR checkins <> 0 OR credits <> 0"),
+        "stats_cells": (f"SELECT {cell_cols} FROM stats_cells {nonzero_cells}",
+                        f"SELECT {cell_cols} FROM stats_fresh_agg {nonzero_cells}"),
+        "stats_venue_cells": (f"SELECT {venue_cols} FROM stats_venue_cells {nonzero_venues}",
+                              f"SELECT {venue_cols} FROM stats_fresh_venues {nonzero_venues}"),
         "stats_district_cells": (
-            f"SELECT {district_cols} FROM stats_district_cells WHERE participating <> 0 OR credits <> 0 OR met <> 0",
-            f"SELECT {district_cols} FROM ({district_cells_sql(f'({cell_fresh_all})')}) f "
-            "WHERE participating <> 0 OR credits <> 0 OR met <> 0"),
+            f"SELECT {district_cols} FROM stats_district_cells {nonzero_cells}",
+            f"SELECT {district_cols} FROM ({district_cells_sql('stats_fresh_agg')}) f {nonzero_cells}"),
         "stats_venue_districts": (
-            f"SELECT {venue_district_cols} FROM stats_venue_districts "
-            "WHERE students <> 0 OR checkins <> 0 OR credits <> 0 OR schools <> 0",
-            f"SELECT {venue_district_cols} FROM ({venue_districts_sql(f'({venue_fresh_all})')}) f "
-            "WHERE students <> 0 OR checkins <> 0 OR credits <> 0 OR schools <> 0"),
+            f"SELECT {venue_district_cols} FROM stats_venue_districts {nonzero_venues} OR schools <> 0",
+            f"SELECT {venue_district_cols} FROM ({venue_districts_sql('stats_fresh_venues')}) f "
+            f"{nonzero_venues} OR schools <> 0"),
     }
     differences: dict[str, int] = {}
     samples: dict[str, list] = {}
@@ -1063,9 +1070,11 @@ def check(session: Session | None = None, *, sample: int = 5) -> CheckReport:
         n = 0
         found = []
         for label, a, b in (("stored_only", stored, computed), ("fresh_only", computed, stored)):
-            rows = session.execute(text(f"SELECT * FROM ({a} EXCEPT {b}) d")).all()
-            n += len(rows)
-            found += [{label: [_plain(v) for v in r]} for r in rows[:sample]]
+            count = session.execute(text(f"SELECT COUNT(*) FROM ({a} EXCEPT {b}) d")).scalar() or 0
+            if count:
+                rows = session.execute(text(f"SELECT * FROM ({a} EXCEPT {b}) d LIMIT {int(sample)}")).all()
+                found += [{label: [_plain(v) for v in r]} for r in rows]
+            n += count
         differences[name] = n
         if found:
             samples[name] = found
@@ -1073,7 +1082,8 @@ def check(session: Session | None = None, *, sample: int = 5) -> CheckReport:
     differences["met_rule_version"] = 0 if met_ok else 1
     queued = session.scalar(select(func.count()).select_from(StatsDirty)) or 0
     differences["stats_dirty"] = queued
-    session.execute(text("DROP TABLE IF EXISTS stats_fresh_cells"))
+    for name, _query in temporary:
+        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
     return CheckReport(ok=not any(differences.values()), differences=differences, samples=samples)
 
 

@@ -39,12 +39,15 @@ Differencing guard (complementary suppression). Totals of a row's neighbours are
 elsewhere (a school's total next to its grades, a district's total next to its schools, the year
 next to its months), so one hidden row among visible siblings could be recovered by subtraction.
 Each answer is therefore computed over a table whose dimensions are the requested ones *plus every
-filtered one*, over the caller's whole scope; in that table, every *margin group* — the rows that
-agree on all dimensions but one (schools grouped within their district; venues within their venue
-kind) — must hide either no row or at least two. While some group hides exactly one, the visible
+filtered one* (a school's district is implied by the school), over the caller's whole scope — or,
+for a table with a school dimension pinned by a school or district filter, over that district, which
+contains every group its rows belong to; in that table, every *margin group* — the rows that agree
+on all dimensions but one (schools grouped within their district; venues within their venue kind) —
+must hide either no row or at least two. While some group hides exactly one, the visible
 row of that group with the fewest students (then fewest participants, then key order) is hidden
 too. Only then are the filters applied, so a filtered answer hides exactly what the full table
-hides and a filter cannot peel a complement off. Rows that do not exist (zero cells) are known
+hides and a filter cannot peel a complement off. (When no row of the table is under the threshold
+nothing can be hidden, and only the filtered slice is built — the same answer, faster.) Rows that do not exist (zero cells) are known
 zeros and never need hiding.
 
 What the guard does not promise: combining answers of *different* group-bys can in rare layouts

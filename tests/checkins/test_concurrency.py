@@ -6,7 +6,6 @@ workers; the data is committed and wiped afterwards (the `committed` fixture).
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import timedelta
 
@@ -20,6 +19,7 @@ from app.db import utcnow
 from app.extensions import db
 from app.venues import codes
 from tests import factories as f
+from tests.threads import run_threads
 
 THREADS = 50
 
@@ -32,29 +32,6 @@ def _setup(app, pupils=1):
         act = f.activity(kind="visit", starts_at=utcnow() - timedelta(hours=2), ends_at=utcnow() + timedelta(hours=6))
         db.session.commit()
         return [a.id for a in accounts], [s.id for s in students], act.id
-
-
-def _run_threads(app, work, count=THREADS):
-    barrier = threading.Barrier(count)
-    results, errors = [], []
-
-    def runner(i):
-        with app.app_context():
-            try:
-                barrier.wait()
-                results.append(work(i))
-            except Exception as exc:  # surfaced by the assertion below
-                errors.append(repr(exc))
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[:3]
-    return results
 
 
 def _self_scan(account_id, activity_id, direction, nonce=None, at=None):
@@ -72,7 +49,7 @@ def test_fifty_exit_scans_complete_one_stay_with_one_credit(app, committed):
     with app.app_context():
         assert _self_scan(account, activity, "entry", at=utcnow() - timedelta(minutes=45)).status == 201
         db.session.remove()
-    statuses = _run_threads(app, lambda i: _self_scan(account, activity, "exit").status)
+    statuses = run_threads(app, lambda i: _self_scan(account, activity, "exit").status, THREADS)
     assert statuses.count(201) == 1
     assert statuses.count(422) == THREADS - 1
     with app.app_context():
@@ -88,7 +65,7 @@ def test_fifty_threads_same_nonce_make_one_scan(app, committed):
     (account,), (student,), activity = _setup(app)
     nonce = str(uuid.uuid4())
     at = utcnow()
-    results = _run_threads(app, lambda i: _self_scan(account, activity, "entry", nonce=nonce, at=at))
+    results = run_threads(app, lambda i: _self_scan(account, activity, "entry", nonce=nonce, at=at), THREADS)
     assert sorted(r.status for r in results) == [200] * (THREADS - 1) + [201]
     assert all(r.body["checkin"]["id"] == results[0].body["checkin"]["id"] for r in results)
     with app.app_context():
@@ -104,7 +81,7 @@ def test_parallel_students_never_fork_a_chain(app, committed):
             assert _self_scan(account, activity, "entry", at=start).status == 201
         db.session.remove()
     # two exits per pupil race each other, and ten pupils race each other
-    results = _run_threads(app, lambda i: _self_scan(accounts[i % 10], activity, "exit").status, count=20)
+    results = run_threads(app, lambda i: _self_scan(accounts[i % 10], activity, "exit").status, count=20)
     assert results.count(201) == 10
     with app.app_context():
         reports = list(verify_all())

@@ -7,7 +7,6 @@ committed and wiped afterwards (the `committed` fixture skips these tests on SQL
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import timedelta
 
@@ -24,31 +23,9 @@ from app.orgs.models import Student
 from app.venues import codes
 from app.venues.models import Activity
 from tests import factories as f
+from tests.threads import run_threads
 
 THREADS = 50
-
-
-def _run_threads(app, work, count):
-    barrier = threading.Barrier(count)
-    results, errors = [None] * count, []
-
-    def runner(i):
-        with app.app_context():
-            try:
-                barrier.wait()
-                results[i] = work(i)
-            except Exception as exc:  # surfaced by the assertion below
-                errors.append(repr(exc))
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=runner, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[:3]
-    return results
 
 
 def _families(n, grade=5):
@@ -98,7 +75,7 @@ def test_fifty_guardians_race_for_the_last_ten_seats(app, committed):
         activity_id = act.id
         db.session.remove()
 
-    results = _run_threads(app, lambda i: _book(*racers[i], activity_id), THREADS)
+    results = run_threads(app, lambda i: _book(*racers[i], activity_id), THREADS)
     statuses = [status for _, status in results]
     assert statuses.count("confirmed") == 10 and statuses.count("waitlisted") == 40
 
@@ -122,7 +99,7 @@ def test_fifty_guardians_race_for_the_last_ten_seats(app, committed):
 
     # five cancellations race ten new bookings: the five freed seats go to the head of the list
     work = [("cancel", owner[bid], bid) for bid in cancelling] + [("book", g, c) for g, c in late]
-    _run_threads(app, lambda i: _cancel(work[i][1], work[i][2]) if work[i][0] == "cancel"
+    run_threads(app, lambda i: _cancel(work[i][1], work[i][2]) if work[i][0] == "cancel"
                  else _book(work[i][1], work[i][2], activity_id), len(work))
     with app.app_context():
         now = dict(_live(activity_id))
@@ -151,7 +128,7 @@ def test_bookings_and_walk_ins_never_oversell_together(app, committed):
             return "booking", _book(*families[i // 2], activity_id)[1], None
         return ("scan",) + _staff_entry(staff_id, walkers[i // 2], activity_id)
 
-    results = _run_threads(app, work, THREADS)
+    results = run_threads(app, work, THREADS)
     booked = sum(1 for kind, status, _ in results if kind == "booking" and status == "confirmed")
     walked = sum(1 for kind, status, _ in results if kind == "scan" and status == 201)
     assert booked + walked == 10, results
@@ -181,7 +158,7 @@ def test_booked_pupils_always_get_in_while_walk_ins_race(app, committed):
         db.session.remove()
 
     pupils = classmates + walkers  # 30 pupils at the door at once, 10 seats, 6 of them booked
-    results = _run_threads(app, lambda i: _staff_entry(staff_id, pupils[i], activity_id), len(pupils))
+    results = run_threads(app, lambda i: _staff_entry(staff_id, pupils[i], activity_id), len(pupils))
     accepted = [pupils[i] for i, (status, _) in enumerate(results) if status == 201]
     assert len(accepted) == 10
     with app.app_context():

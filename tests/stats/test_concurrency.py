@@ -5,7 +5,6 @@ still equal the ledger recomputed from scratch. Meanwhile statistics are read an
 from __future__ import annotations
 
 import random
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -15,6 +14,7 @@ from app.orgs.models import Student
 from app.stats import rollup
 from app.stats.service import Scope, credit_grid
 from tests import factories as f
+from tests.threads import run_threads
 
 THREADS = 12
 T0 = datetime(2026, 10, 12, 2, 0, tzinfo=UTC)
@@ -31,42 +31,26 @@ def test_parallel_multi_pupil_transactions_keep_the_rollups_exact(app, committed
         rollup.refresh()
         db.session.remove()
 
-    barrier = threading.Barrier(THREADS)
-    errors: list[str] = []
-
     def work(i: int) -> None:
         rng = random.Random(i)
-        with app.app_context():
-            try:
-                barrier.wait()
-                for round_ in range(4):
-                    # Several pupils of several schools in one transaction: in pupil order, as the
-                    # ledger's per-pupil locks require; the aggregate rows they touch come in any order.
-                    for sid in sorted(rng.sample(ids, 5)):
-                        ledger.append(student_id=sid, kind="credit", amount=Decimal(rng.choice(("0.50", "1.00", "2.00"))),
-                                      source="checkin", activity_kind=rng.choice(("visit", "lecture", "workshop")),
-                                      venue_id=rng.choice(venue_ids), rule_version="sz-2025",
-                                      occurred_at=T0 + timedelta(days=rng.randrange(60), hours=round_),
-                                      explanation={"summary": "thread"})
-                    db.session.commit()
-                    if i == 0 and round_ == 1:
-                        db.session.get(Student, ids[0]).grade = 6  # a promotion while others append
-                        db.session.commit()
-                    if i % 4 == 1:
-                        credit_grid(scope=Scope(None), school_year="2026-2027", dims=["school", "month"])
-                        db.session.rollback()
-            except Exception as exc:  # surfaced by the assertion below
-                errors.append(repr(exc))
+        for round_ in range(4):
+            # Several pupils of several schools in one transaction: in pupil order, as the
+            # ledger's per-pupil locks require; the aggregate rows they touch come in any order.
+            for sid in sorted(rng.sample(ids, 5)):
+                ledger.append(student_id=sid, kind="credit", amount=Decimal(rng.choice(("0.50", "1.00", "2.00"))),
+                              source="checkin", activity_kind=rng.choice(("visit", "lecture", "workshop")),
+                              venue_id=rng.choice(venue_ids), rule_version="sz-2025",
+                              occurred_at=T0 + timedelta(days=rng.randrange(60), hours=round_),
+                              explanation={"summary": "thread"})
+            db.session.commit()
+            if i == 0 and round_ == 1:
+                db.session.get(Student, ids[0]).grade = 6  # a promotion while others append
+                db.session.commit()
+            if i % 4 == 1:
+                credit_grid(scope=Scope(None), school_year="2026-2027", dims=["school", "month"])
                 db.session.rollback()
-            finally:
-                db.session.remove()
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[:3]
+    run_threads(app, work, THREADS)
     with app.app_context():
         rollup.refresh()
         report = rollup.check()

@@ -3,12 +3,14 @@
 Access lines are written by the app itself as JSON (with request id, route, status, duration and
 user id), so gunicorn's own access log is off unless GUNICORN_ACCESS_LOG names a file or "-".
 Metrics from every worker are aggregated through PROMETHEUS_MULTIPROC_DIR (a fresh temporary
-directory unless set).
+directory unless set; a directory you name is created and emptied of metric files at start, as
+prometheus_client requires between runs).
 """
 
 import multiprocessing
 import os
 import tempfile
+from pathlib import Path
 
 bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '5000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", max(2, min(multiprocessing.cpu_count() * 2 + 1, 9))))
@@ -30,6 +32,14 @@ preload_app = False
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ledger-metrics-")
+
+
+def on_starting(server):
+    """Start with an empty metrics directory: files left by an earlier run would be counted again."""
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
 
 
 def child_exit(server, worker):

@@ -28,6 +28,14 @@ class Base:
     MAX_CONTENT_LENGTH = _env_int("MAX_CONTENT_LENGTH", 5 * 1024 * 1024)
     PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
     REDIS_URL = os.environ.get("REDIS_URL") or None
+    # Several app servers: how many proxies (load balancer, nginx) stand in front of the app and
+    # append to X-Forwarded-For / X-Forwarded-Proto. wsgi.py trusts exactly that many hops, so rate
+    # limits and the audit trail see the pupil's address, not the balancer's. 0 (default): trust none.
+    TRUSTED_PROXY_HOPS = _env_int("TRUSTED_PROXY_HOPS", 0)
+    # A Redis outage must not stop scans and logins: while the store is unreachable, Flask-Limiter
+    # counts in each process's memory and logs the error instead of answering 500.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
     ACCESS_TOKEN_MINUTES = _env_int("ACCESS_TOKEN_MINUTES", 30)
     REFRESH_TOKEN_DAYS = _env_int("REFRESH_TOKEN_DAYS", 14)
     # Login throttling: failures per username are strict, attempts per address generous

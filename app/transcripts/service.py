@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import BigInteger, DateTime, Text, case, cast, func, or_, select, type_coerce
+from sqlalchemy import BigInteger, DateTime, Text, case, cast, func, inspect, or_, select, type_coerce
 
 from app.common import fmt_credits, iso
 from app.credits.models import GENESIS_HASH, LedgerEntry
@@ -25,7 +26,7 @@ from app.credits.rules import progress, school_year_bounds
 from app.credits.service import active_rules
 from app.errors import field_error
 from app.extensions import db
-from app.orgs.models import Student
+from app.orgs.models import School, SchoolClass, Student
 
 
 def entry_view(entry: LedgerEntry) -> dict:
@@ -99,6 +100,18 @@ def _kind(activity_kind: str | None, source: str, competition: str | None) -> st
     return "other"
 
 
+def _names(student: Student) -> tuple[str, str]:
+    """The pupil's class and school names: one small Core query rather than two lazy ORM loads
+    (unless the session holds both already)."""
+    state = inspect(student)
+    if "school_class" not in state.unloaded and "school" not in state.unloaded:
+        return student.school_class.name, student.school.name
+    return db.session.execute(select(
+        select(SchoolClass.name).where(SchoolClass.id == student.class_id).scalar_subquery(),
+        select(School.name).where(School.id == student.school_id).scalar_subquery(),
+    )).one()
+
+
 def _head(student: Student, school_year: str, amounts: list[tuple[str, int, Decimal]]) -> dict:
     """Everything of the transcript but its entries and credential, from (kind, term, amount) triples."""
     check_school_year(school_year)
@@ -109,6 +122,7 @@ def _head(student: Student, school_year: str, amounts: list[tuple[str, int, Deci
         by_term[str(term)] += amount
     rules = active_rules()
     total = sum(by_term.values(), Decimal("0"))
+    class_name, school_name = _names(student)
     return {
         "student": {
             "id": student.id,
@@ -116,9 +130,9 @@ def _head(student: Student, school_year: str, amounts: list[tuple[str, int, Deci
             "student_number": student.student_number,
             "grade": student.grade,
             "class_id": student.class_id,
-            "class_name": student.school_class.name,
+            "class_name": class_name,
             "school_id": student.school_id,
-            "school_name": student.school.name,
+            "school_name": school_name,
         },
         "school_year": school_year,
         "rule_version": rules.version,
@@ -165,11 +179,20 @@ def signed_transcript(student: Student, school_year: str, *, actor_id: int | Non
 # --------------------------------------------------------------------------------------------------
 # The JSON answer, fast: a year of 500 entries is ~800 KB of JSON.
 #
-# Entries never change (append-only, hash-chained), so the year's entries serialise to the same
-# bytes for as long as the year's last hash is the same: that array is kept in a small per-process
-# cache (TRANSCRIPT_CACHE_BYTES, 32 MiB by default; 0 turns it off). Building it (cache miss) reads
-# plain values, integer cents, naive UTC datetimes and the explanation as stored text, and formats
-# each entry with one string template (entry_view's keys, explanation last).
+# Entries never change (append-only, hash-chained), and a new one always comes after the ones
+# before it (seq), so the year's entries serialised once stay valid as a *prefix* for good: a
+# small per-process cache (TRANSCRIPT_CACHE_BYTES, 32 MiB by default; 0 turns it off) keeps, per
+# pupil and year, the serialised entries up to the year's last entry then, with that entry's seq and
+# hash. A repeated read serves it as it is; the read after a new entry (a scan) reads and formats
+# only the entries after it and appends them. The hash of the prefix's last entry is checked against
+# the database in the same query (its hash covers, through prev_hash, every entry before it), so a
+# prefix that no longer matches is built again from scratch. Building (a cache miss) reads plain
+# values, integer cents, naive UTC datetimes and the explanation as stored text, and formats each
+# entry with one string template (entry_view's keys, explanation last).
+#
+# Totals, count and head come from one aggregate statement, and the entries read are bounded by the
+# head's seq: the entries, the totals and the credential always describe the same ledger, even when
+# a scan commits while the transcript is being read.
 
 # The SQL twin of kind_of.
 KIND_CASE = case(
@@ -186,6 +209,7 @@ _RAW_COLUMNS = (
     type_coerce(LedgerEntry.created_at, DateTime).label("created_at"), LedgerEntry.created_by,
     LedgerEntry.prev_hash, LedgerEntry.hash, cast(LedgerEntry.explanation, Text).label("explanation"),
 )
+_SEQ, _HASH = 2, 18  # positions in _RAW_COLUMNS
 _ENTRY_TEMPLATE = (
     '{"id":%d,"student_id":%d,"seq":%d,"kind":%s,"amount":"%s","activity_kind":%s,"competition":%s,'
     '"source":%s,"source_id":%s,"reverses_id":%s,"venue_id":%s,"occurred_at":"%s","school_year":%s,"term":%d,'
@@ -195,32 +219,44 @@ _SHANGHAI_OFFSET = timedelta(hours=8)  # Asia/Shanghai has kept UTC+8 all year s
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class _Serialised:
+    """A year's entries up to one of them, serialised: the comma-separated JSON objects (no brackets)."""
+
+    count: int
+    last_seq: int
+    last_hash: str
+    body: bytes
+
+
 class _EntriesCache:
-    """Least-recently-used (student, year, entries, last hash) → JSON array, within a byte budget."""
+    """Least-recently-used (student, year) → _Serialised, within a byte budget."""
 
     def __init__(self):
-        self._items: OrderedDict[tuple, bytes] = OrderedDict()
+        self._items: OrderedDict[tuple, _Serialised] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> bytes | None:
+    def get(self, key: tuple) -> _Serialised | None:
         with self._lock:
             value = self._items.get(key)
             if value is not None:
                 self._items.move_to_end(key)
             return value
 
-    def put(self, key: tuple, value: bytes, budget: int) -> None:
-        if len(value) > budget:
-            return
+    def put(self, key: tuple, value: _Serialised, budget: int) -> None:
+        """Keep `value` for `key` (replacing an older prefix); a value over the budget is not kept."""
         with self._lock:
-            if key in self._items:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old.body)
+            if len(value.body) > budget:
                 return
             self._items[key] = value
-            self._bytes += len(value)
+            self._bytes += len(value.body)
             while self._bytes > budget:
                 _, dropped = self._items.popitem(last=False)
-                self._bytes -= len(dropped)
+                self._bytes -= len(dropped.body)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -255,11 +291,17 @@ def _local_iso(moment: datetime) -> str:
     return (moment + _SHANGHAI_OFFSET).isoformat() + "+08:00"
 
 
-def _entries_json(student_id: int, school_year: str) -> bytes:
-    """The year's entries as a JSON array (entry_view of each), built from plain column values."""
-    rows = db.session.connection().execute(  # Core on the session's connection: no ORM result layer
-        select(*_RAW_COLUMNS).where(_year(student_id, school_year)).order_by(LedgerEntry.seq)
-    ).all()
+def _entry_rows(student_id: int, school_year: str, first_seq: int | None, last_seq: int) -> list[tuple]:
+    """The year's entries with first_seq ≤ seq ≤ last_seq (from the first when first_seq is None), as
+    plain tuples in _RAW_COLUMNS order: Core on the session's connection, no ORM result layer."""
+    condition = _year(student_id, school_year) & (LedgerEntry.seq <= last_seq)
+    if first_seq is not None:
+        condition &= LedgerEntry.seq >= first_seq
+    return db.session.connection().execute(select(*_RAW_COLUMNS).where(condition).order_by(LedgerEntry.seq)).all()
+
+
+def _format(rows) -> bytes:
+    """Entries as comma-separated JSON objects (entry_view of each), from plain column values."""
     words: dict = {}  # kinds, sources, years, rule versions: a handful of distinct strings
 
     def word(value) -> str:
@@ -269,7 +311,7 @@ def _entries_json(student_id: int, school_year: str) -> bytes:
         return found
 
     # Positional unpacking: a Row's attribute access by name costs more than the formatting itself.
-    parts = [
+    return ",".join([
         _ENTRY_TEMPLATE % (
             id_, student, seq, word(kind), _cents(cents), word(activity_kind), _js(competition), word(source),
             _num(source_id), _num(reverses_id), _num(venue_id), _local_iso(occurred_at), word(year), term,
@@ -277,38 +319,75 @@ def _entries_json(student_id: int, school_year: str) -> bytes:
         )
         for (id_, student, seq, kind, cents, activity_kind, competition, source, source_id, reverses_id, venue_id,
              occurred_at, year, term, rule_version, created_at, created_by, prev_hash, hash_, explanation) in rows
-    ]
-    return f"[{','.join(parts)}]".encode()
+    ]).encode()
+
+
+def _entries_json(student_id: int, school_year: str) -> bytes:
+    """The year's entries as a JSON array (entry_view of each), built from scratch."""
+    return b"[" + _format(_entry_rows(student_id, school_year, None, 2**62)) + b"]"
+
+
+def _serialised_entries(student_id: int, school_year: str, count: int, last_seq: int | None,
+                        last_hash: str | None) -> bytes:
+    """The year's `count` entries up to seq `last_seq` (hash `last_hash`), serialised without
+    brackets: from the cache, the cached prefix plus what came after it, or built from scratch."""
+    if not count:
+        return b""
+    budget = int(current_app.config.get("TRANSCRIPT_CACHE_BYTES", DEFAULT_CACHE_BYTES))
+    key = (student_id, school_year)
+    cached = entries_cache.get(key) if budget else None
+    if cached is not None and cached.last_seq == last_seq and cached.last_hash == last_hash \
+            and cached.count == count:
+        return cached.body
+    body = None
+    if cached is not None and cached.last_seq < last_seq:
+        # The prefix's last entry comes back first: its hash proves the prefix is still the ledger's.
+        rows = _entry_rows(student_id, school_year, cached.last_seq, last_seq)
+        if (rows and rows[0][_SEQ] == cached.last_seq and rows[0][_HASH] == cached.last_hash
+                and cached.count + len(rows) - 1 == count and rows[-1][_HASH] == last_hash):
+            body = cached.body + b"," + _format(rows[1:])
+    if body is None:
+        rows = _entry_rows(student_id, school_year, None, last_seq)
+        body = _format(rows)
+        if len(rows) != count or rows[-1][_HASH] != last_hash:
+            return body  # (a ledger rewritten under the read: served as read, never kept)
+    if budget:
+        entries_cache.put(key, _Serialised(count, last_seq, last_hash, body), budget)
+    return body
+
+
+def _signed_head(student: Student, school_year: str, *, actor_id: int | None) -> tuple[dict, int | None]:
+    """(signed_head's answer, the seq of the year's last entry or None)."""
+    check_school_year(school_year)
+    year = _year(student.id, school_year)
+    # Sums per kind and term with the count and the last seq, in one statement (one snapshot).
+    sums = db.session.execute(
+        select(KIND_CASE, LedgerEntry.term, func.sum(type_coerce(LedgerEntry.amount, BigInteger)), func.count(),
+               func.max(LedgerEntry.seq))
+        .where(year).group_by(KIND_CASE, LedgerEntry.term)
+    ).all()
+    count = sum(row[3] for row in sums)
+    last_seq = max((row[4] for row in sums), default=None)
+    last_hash = db.session.scalar(  # an entry never changes: its hash is the one of that snapshot
+        select(LedgerEntry.hash).where(LedgerEntry.student_id == student.id, LedgerEntry.seq == last_seq)
+    ) if count else None
+    data = _head(student, school_year, [(kind, term, Decimal(cents).scaleb(-2)) for kind, term, cents, *_ in sums])
+    data["entries"] = None
+    data["credential"] = _issue(data, count, last_hash, actor_id)
+    return data, last_seq
 
 
 def signed_head(student: Student, school_year: str, *, actor_id: int | None) -> dict:
     """The transcript without its entries ("entries": None) but with its credential, from two small
-    aggregate queries (sums per kind and term, the year's last hash)."""
-    check_school_year(school_year)
-    year = _year(student.id, school_year)
-    sums = db.session.execute(
-        select(KIND_CASE, LedgerEntry.term, func.sum(type_coerce(LedgerEntry.amount, BigInteger)), func.count())
-        .where(year).group_by(KIND_CASE, LedgerEntry.term)
-    ).all()
-    count = sum(n for *_, n in sums)
-    last_hash = db.session.scalar(
-        select(LedgerEntry.hash).where(year).order_by(LedgerEntry.seq.desc()).limit(1)) if count else None
-    data = _head(student, school_year, [(kind, term, Decimal(cents).scaleb(-2)) for kind, term, cents, _ in sums])
-    data["entries"] = None
-    data["credential"] = _issue(data, count, last_hash, actor_id)
-    return data
+    queries (sums, count and last seq per kind and term; the last entry's hash)."""
+    return _signed_head(student, school_year, actor_id=actor_id)[0]
 
 
 def transcript_json(student: Student, school_year: str, *, actor_id: int | None) -> bytes:
     """signed_transcript serialised as UTF-8 JSON (the JSON route's fast path; same content)."""
-    data = signed_head(student, school_year, actor_id=actor_id)
+    data, last_seq = _signed_head(student, school_year, actor_id=actor_id)
     summary = data["credential"]
-    key = (student.id, school_year, summary["entries"], summary["ledger_head"])
-    budget = int(current_app.config.get("TRANSCRIPT_CACHE_BYTES", DEFAULT_CACHE_BYTES))
-    entries = entries_cache.get(key) if budget else None
-    if entries is None:
-        entries = _entries_json(student.id, school_year)
-        if budget:
-            entries_cache.put(key, entries, budget)
+    entries = _serialised_entries(student.id, school_year, summary["entries"], last_seq,
+                                  summary["ledger_head"] if last_seq is not None else None)
     before, after = json.dumps(data, ensure_ascii=False, separators=(",", ":")).split('"entries":null', 1)
-    return b"".join((before.encode(), b'"entries":', entries, after.encode()))
+    return b"".join((before.encode(), b'"entries":[', entries, b"]", after.encode()))

@@ -123,10 +123,7 @@ def append(
     )
     entry.hash = entry_hash(entry)
     db.session.add(entry)
-    db.session.flush()
-    from app.stats import rollup  # bureau roll-ups, same transaction (imported here: no import cycle)
-
-    rollup.record(entry)
+    db.session.flush()  # a trigger queues the entry for the bureau roll-ups (app.stats.rollup.refresh)
     LEDGER_APPENDS.labels(kind).inc()
     return entry
 

@@ -15,8 +15,9 @@ stats_cli = AppGroup("stats", help="Bureau statistics roll-ups.")
 
 @stats_cli.command("refresh")
 def stats_refresh() -> None:
-    """Count pupils and venues changed since they were counted, and recompute met counts after a
-    rule-set activation (every statistics request does this too; cron it after bulk imports)."""
+    """Fold the ledger entries appended since the last refresh, count pupils and venues changed since
+    they were counted, and recompute met counts after a rule-set activation. Every statistics request
+    does this first; run it from cron every minute or so on a busy day to keep the queue short."""
     from app.stats import rollup
 
     started = time.perf_counter()

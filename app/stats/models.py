@@ -132,8 +132,9 @@ class StatsPopulation(db.Model):
 
 
 class StatsDirty(db.Model):
-    """A pupil ("student"), venue ("venue") or school ("school", its district) changed since it was
-    counted; reconciled before the next answer."""
+    """A ledger entry appended ("entry"), a pupil ("student"), venue ("venue") or school ("school",
+    its district) changed since it was counted; folded or reconciled before the next answer.
+    Filled by database triggers (migrations 0005 and 0008)."""
 
     __tablename__ = "stats_dirty"
 

@@ -14,27 +14,28 @@ function of
 and :func:`contribution` computes it. Keeping the aggregates exact is then one rule applied
 everywhere: *add (contribution after − contribution before)*.
 
-* :func:`record` (called by ``credits.ledger.append`` for every new entry, in the same transaction):
-  on PostgreSQL one statement upserts the pupil's fine cell and reads the pupil's other cells of that
-  school year as they were before it (two statements on SQLite). The aggregate delta is kept in memory
-  and written when the transaction commits — on PostgreSQL as one statement of sorted multi-row
-  upserts into the school- and district-level tables — so concurrent transactions lock aggregate
-  rows in one global order (no deadlocks) and hold them only during the commit. A delta recorded
-  inside a savepoint that is rolled back is dropped with it.
+* Appends do not touch the roll-ups: a database trigger queues every new ledger entry in
+  ``stats_dirty`` (kind "entry"), in the append's own transaction, so a scan pays one small insert
+  and never waits on an aggregate row. :func:`refresh` folds the queued entries before any statistics
+  are answered (and ``flask stats refresh`` from cron keeps the queue short): per batch it reads the
+  pupils' fine cells as they were, adds the entries, and adds (contribution after − contribution
+  before) to the aggregates — on PostgreSQL as one statement of sorted multi-row upserts into the
+  school- and district-level tables. Refreshes are serialised (the SQLite write lock; a PostgreSQL
+  advisory lock), so one pupil's cells are never folded by two transactions at once.
 * The district-level tables (``stats_district_cells``, ``stats_venue_districts``) are the school-level
   deltas summed by the school's district in that same statement; a venue's "schools reached" moves
   when the school-level row's pupils cross zero. City- and district-wide answers read them.
 * Pupils inserted or changed (school, grade, active), venues whose kind changes and schools moved to
-  another district are queued in ``stats_dirty`` by database triggers (so roster imports, bulk
-  updates and raw SQL are all seen); :func:`refresh` moves their contributions before any statistics
-  are answered, and :func:`record` reconciles a queued pupil on the spot before adding to them.
+  another district are queued in ``stats_dirty`` by database triggers too (so roster imports, bulk
+  updates and raw SQL are all seen); :func:`refresh` moves their contributions in the same pass.
 * ``met`` depends on the active rule set: the counts carry the version they were computed under
   (``stats_state``); when another version is active :func:`refresh` recomputes them set-based (on
   PostgreSQL holding new aggregate writes meanwhile; a delta computed under the old version marks
   the counts stale again, so they converge).
 * :func:`rebuild` recomputes everything from the ledger with set-based SQL (the migration's
   backfill, ``flask stats rebuild``); :func:`check` recomputes from scratch into temporary tables
-  and compares (``flask stats check``).
+  and compares (``flask stats check``), leaving out entries still queued (the stored tables do not
+  count them yet).
 
 The fine-cell dimensions mirror the transcript: the kind is ``transcripts.service.kind_of`` (an
 activity kind, "competition", or "other" for adjustments without a kind), the month is the
@@ -52,9 +53,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 
-from sqlalchemy import delete, event, func, select, text, update
+from sqlalchemy import bindparam, delete, event, func, select, text, update
 from sqlalchemy.orm import Session, scoped_session
 
+from app.credits.models import LedgerEntry
 from app.credits.rules import ACTIVITY_KINDS, COMPETITION, SHANGHAI, RuleSet, progress
 from app.db import utcnow
 from app.extensions import db
@@ -78,6 +80,9 @@ MET_KINDS = (*ACTIVITY_KINDS, COMPETITION)  # the kinds progress() counts ("othe
 BATCH = 500
 # More queued pupils than this and a set-based rebuild is cheaper than moving them one by one.
 REBUILD_ABOVE = 200_000
+REBUILD_ENTRIES_ABOVE = 2_000_000
+FOLD_BATCH = 20_000  # queued entries folded per statement batch
+REFRESH_LOCK = 0x5354_4154  # "STAT": the advisory lock key of refresh/rebuild/check on PostgreSQL
 
 # ---------------------------------------------------------------------------------------------
 # Pure part: fine cells → contributions
@@ -482,76 +487,37 @@ def stored_met_version(session: Session) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # The hot path: one ledger entry
 
-_UPSERT_FINE = (
+_UPSERT_FINE = text(
     "INSERT INTO stats_student_cells (student_id, school_year, activity_kind, venue_id, month, venue_kind, amount, "
     "checkins) VALUES (:student_id, :school_year, :activity_kind, :venue_id, :month, "
     f"COALESCE((SELECT v.kind FROM venues v WHERE v.id = :venue_id), '{NO_VENUE}'), :amount, :checkins) "
     "ON CONFLICT (student_id, school_year, activity_kind, venue_id, month) DO UPDATE SET "
-    "amount = stats_student_cells.amount + excluded.amount, checkins = stats_student_cells.checkins + excluded.checkins "
-    "RETURNING venue_kind"
+    "amount = stats_student_cells.amount + excluded.amount, checkins = stats_student_cells.checkins + excluded.checkins"
 )
-_READ_YEAR = (
-    "SELECT s.school_id, s.grade, s.active, c.activity_kind, c.venue_id, c.month, c.venue_kind, c.amount, c.checkins, "
-    "(SELECT met_rule_version FROM stats_state WHERE id = 1) AS version{extra} "
-    "FROM (SELECT 1 AS one) x LEFT JOIN stats_students s ON s.student_id = :student_id "
-    "LEFT JOIN stats_student_cells c ON c.student_id = :student_id AND c.school_year = :school_year"
-)
-# PostgreSQL: one round trip. Every part of a statement sees the same snapshot, so the SELECT
-# reads the pupil's cells as they were *before* the UPSERT in its WITH clause.
-_RECORD_PG = text(f"WITH up AS ({_UPSERT_FINE}) " + _READ_YEAR.format(extra=", (SELECT venue_kind FROM up) AS new_kind"))
-_RECORD_READ = text(_READ_YEAR.format(extra=""))
-_RECORD_UPSERT = text(_UPSERT_FINE)
 
 
-def _counted_now(student) -> Counted | None:
-    if student is None:
-        return None
-    return Counted(student.school_id, student.grade, bool(student.active))
+def kind_of(entry) -> str:
+    """The requirement kind an entry counts toward (``transcripts.service.kind_of``; KIND_SQL in SQL)."""
+    if entry.activity_kind:
+        return entry.activity_kind
+    if entry.source == "claim" or entry.competition:
+        return "competition"
+    return OTHER
 
 
-def record(entry) -> None:
-    """Fold one new ledger entry into the roll-ups (same transaction; the caller holds the pupil's lock).
+def fine_key(entry) -> tuple[str, str, int, str]:
+    """(school year, kind, venue, month) of a ledger entry: the fine cell it is folded into."""
+    return entry.school_year, kind_of(entry), entry.venue_id or 0, month_of(entry.occurred_at)
 
-    One statement on PostgreSQL (two on SQLite) reads the pupil's cells of that school year and adds
-    the entry to its fine cell; the aggregate delta waits in memory for the commit. A pupil not yet
-    counted, or counted under another school/grade/active, is then reconciled on the spot.
-    """
-    from app.orgs.models import Student
-    from app.transcripts.service import kind_of
 
-    session = _session()
-    year = entry.school_year
-    kind, venue_id, month = kind_of(entry), entry.venue_id or 0, month_of(entry.occurred_at)
-    amount = cents(entry.amount)
-    checkin = 1 if entry.kind == "credit" and entry.source == "checkin" else 0
-    params = {"student_id": entry.student_id, "school_year": year, "activity_kind": kind, "venue_id": venue_id,
-              "month": month, "amount": amount, "checkins": checkin}
-    if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(_RECORD_PG, params).all()
-        new_kind = rows[0].new_kind
-    else:
-        rows = session.execute(_RECORD_READ, params).all()
-        new_kind = session.execute(_RECORD_UPSERT, params).scalar_one()
-    first = rows[0]
-    counted = Counted(first.school_id, first.grade, bool(first.active)) if first.school_id is not None else None
-    version = first.version
-    if counted is not None:
-        rules = rules_for(version)
-        cells = {
-            (r.activity_kind, r.venue_id, r.month): FineCell(r.activity_kind, r.venue_id, r.month, r.venue_kind,
-                                                             int(r.amount), int(r.checkins))
-            for r in rows if r.activity_kind is not None
-        }
-        before = year_contribution(year, counted, cells.values(), rules)
-        cell = cells.get((kind, venue_id, month))
-        if cell is None:
-            cell = cells[(kind, venue_id, month)] = FineCell(kind, venue_id, month, new_kind, 0, 0)
-        cell.amount += amount
-        cell.checkins += checkin
-        after = year_contribution(year, counted, cells.values(), rules)
-        _add_pending(session, after.add(before, -1), version)
-    if counted is None or counted != _counted_now(session.get(Student, entry.student_id)):
-        reconcile_student(entry.student_id, session=session)  # moves every cell, this one included
+def entry_additions(entries: Iterable) -> dict[int, dict[tuple, list[int]]]:
+    """Ledger entries as additions to fine cells: {student: {(year, kind, venue, month): [cents, check-ins]}}."""
+    out: dict[int, dict[tuple, list[int]]] = defaultdict(dict)
+    for e in entries:
+        acc = out[e.student_id].setdefault(fine_key(e), [0, 0])
+        acc[0] += cents(e.amount)
+        acc[1] += 1 if e.kind == "credit" and e.source == "checkin" else 0
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -563,19 +529,22 @@ def reconcile_student(student_id: int, *, session: Session | None = None) -> Non
     reconcile_students([student_id], session=session)
 
 
-def reconcile_students(student_ids: list[int], *, session: Session | None = None) -> int:
-    """Reconcile a batch of pupils (the caller holds their locks): move each one's contribution from
-    where it is counted (school, grade, active, venue kinds) to where it is now. Returns how many moved."""
+def reconcile_students(student_ids: Iterable[int], *, session: Session | None = None,
+                       additions: Mapping[int, Mapping[tuple, list[int]]] | None = None) -> int:
+    """Reconcile a batch of pupils (under the refresh lock): move each one's contribution from where
+    it is counted (school, grade, active, venue kinds, fine cells) to where it is now, with
+    `additions` (see :func:`entry_additions`) folded into their fine cells. Returns how many moved."""
     from app.orgs.models import Student
     from app.venues.models import Venue
 
     session = _session(session)
-    if not student_ids:
+    additions = additions or {}
+    all_ids = sorted(set(student_ids) | set(additions))
+    if not all_ids:
         return 0
     version = stored_met_version(session)
     rules = rules_for(version)
     moved = 0
-    all_ids = sorted(set(student_ids))
     for start in range(0, len(all_ids), BATCH):
         ids = all_ids[start:start + BATCH]
         current = {
@@ -594,6 +563,7 @@ def reconcile_students(student_ids: list[int], *, session: Session | None = None
                    c.checkins).where(c.student_id.in_(ids))
         ).all()
         venue_ids = {r.venue_id for r in cell_rows if r.venue_id}
+        venue_ids.update(key[2] for sid in ids for key in additions.get(sid, ()) if key[2])
         kinds = dict(session.execute(select(Venue.id, Venue.kind).where(Venue.id.in_(venue_ids))).all()) if venue_ids else {}
         was: dict[int, list[tuple[str, FineCell]]] = defaultdict(list)
         now: dict[int, list[tuple[str, FineCell]]] = defaultdict(list)
@@ -606,11 +576,27 @@ def reconcile_students(student_ids: list[int], *, session: Session | None = None
                 (r.school_year, FineCell(r.activity_kind, r.venue_id, r.month, r.venue_kind, int(r.amount), int(r.checkins))))
             now[r.student_id].append(
                 (r.school_year, FineCell(r.activity_kind, r.venue_id, r.month, now_kind, int(r.amount), int(r.checkins))))
+        fine_rows = []
+        for sid in ids:
+            added = additions.get(sid)
+            if not added:
+                continue
+            cells = {(year, c.kind, c.venue_id, c.month): c for year, c in now[sid]}
+            for key, (amount, checkins) in added.items():
+                year, kind, venue_id, month = key
+                cell = cells.get(key)
+                if cell is None:
+                    cell = cells[key] = FineCell(kind, venue_id, month, kinds.get(venue_id, NO_VENUE), 0, 0)
+                    now[sid].append((year, cell))
+                cell.amount += amount
+                cell.checkins += checkins
+                fine_rows.append({"student_id": sid, "school_year": year, "activity_kind": kind, "venue_id": venue_id,
+                                  "month": month, "amount": amount, "checkins": checkins})
         delta = Delta()
         snapshots = []
         for sid in ids:
             old, new = counted.get(sid), current.get(sid)
-            if old == new and sid not in kind_changed:
+            if old == new and sid not in kind_changed and sid not in additions:
                 continue
             moved += 1
             delta.add(contribution(new, now[sid], rules))
@@ -626,6 +612,8 @@ def reconcile_students(student_ids: list[int], *, session: Session | None = None
                 "(SELECT v.kind FROM venues v WHERE v.id = stats_student_cells.venue_id)".format(
                     ", ".join(str(int(i)) for i in sorted(kind_changed)))
             ))
+        if fine_rows:
+            session.execute(_UPSERT_FINE, fine_rows)  # after the kind update: new cells take the current kind
         if snapshots:
             session.execute(_upsert_sql("stats_students", ("student_id",), ("school_id", "grade", "active"), "set"),
                             snapshots)
@@ -638,11 +626,12 @@ class RefreshReport:
     students: int = 0
     venues: int = 0
     schools: int = 0
+    entries: int = 0
     met_recomputed: bool = False
     rebuilt: bool = False
 
     def as_dict(self) -> dict:
-        return {"students": self.students, "venues": self.venues, "schools": self.schools,
+        return {"students": self.students, "venues": self.venues, "schools": self.schools, "entries": self.entries,
                 "met_recomputed": self.met_recomputed,
                 "rebuilt": self.rebuilt}
 
@@ -691,31 +680,26 @@ def refresh(session: Session | None = None, *, commit: bool = True) -> RefreshRe
         select(StatsDirty.ref_id).where(StatsDirty.kind == "school").with_for_update(skip_locked=True)
     ).scalars().all()
     queued = session.scalar(select(func.count()).select_from(StatsDirty).where(StatsDirty.kind == "student")) or 0
-    if queued > REBUILD_ABOVE:
-        log.info("stats: %s pupils queued, rebuilding the roll-ups set-based", queued)
+    queued_entries = session.scalar(
+        select(func.count()).select_from(StatsDirty).where(StatsDirty.kind == "entry")) or 0
+    if queued > REBUILD_ABOVE or queued_entries > REBUILD_ENTRIES_ABOVE:
+        log.info("stats: %s pupils and %s entries queued, rebuilding the roll-ups set-based", queued, queued_entries)
         rebuild(session)
-        report.rebuilt, report.students = True, queued
+        report.rebuilt, report.students, report.entries = True, queued, queued_entries
         if commit:
             session.commit()
         return report
     ids = session.execute(
         select(StatsDirty.ref_id).where(StatsDirty.kind == "student").order_by(StatsDirty.ref_id)
-        .with_for_update(skip_locked=True)
     ).scalars().all()
     for start in range(0, len(ids), 5000):
         batch = list(ids[start:start + 5000])
-        if pg:
-            # A pupil whose scan is being credited right now is skipped: record() reconciles it
-            # itself, and its queue row stays for the next refresh.
-            existing = set(session.execute(text("SELECT id FROM students WHERE id = ANY(:ids)"), {"ids": batch}).scalars())
-            locked = set(session.execute(
-                text("SELECT id FROM students WHERE id = ANY(:ids) ORDER BY id FOR UPDATE SKIP LOCKED"), {"ids": batch}
-            ).scalars())
-            batch = sorted(locked | (set(batch) - existing))
         reconcile_students(batch, session=session)
-        session.execute(delete(StatsDirty).where(StatsDirty.kind == "student", StatsDirty.ref_id.in_(batch)))
+        _dequeue(session, "student", batch)
         report.students += len(batch)
         apply_pending(session)
+    if queued_entries:
+        report.entries = _fold_entries(session)
     if moved_schools:
         # A school moved to another district: its pupils stay where they are counted (per school),
         # only the district sums change. Rare; recomputed set-based, after the queued pupils.
@@ -730,8 +714,47 @@ def refresh(session: Session | None = None, *, commit: bool = True) -> RefreshRe
     return report
 
 
+# The entries a scan appended, as the fold needs them (queue row joined to its ledger entry).
+_QUEUED_ENTRIES = (
+    select(StatsDirty.ref_id, LedgerEntry.student_id, LedgerEntry.school_year, LedgerEntry.kind, LedgerEntry.source,
+           LedgerEntry.activity_kind, LedgerEntry.competition, LedgerEntry.venue_id, LedgerEntry.occurred_at,
+           LedgerEntry.amount)
+    .join(LedgerEntry, LedgerEntry.id == StatsDirty.ref_id)
+    .where(StatsDirty.kind == "entry", StatsDirty.ref_id > bindparam("after"), StatsDirty.ref_id <= bindparam("upto"))
+    .order_by(StatsDirty.ref_id)
+    .limit(bindparam("size"))
+)
+
+
+def _fold_entries(session: Session) -> int:
+    """Fold the queued ledger entries into the roll-ups, FOLD_BATCH at a time (the caller holds the
+    refresh lock). Entries queued after this started, with a higher id, wait for the next refresh."""
+    size = FOLD_BATCH
+    upto = session.scalar(select(func.max(StatsDirty.ref_id)).where(StatsDirty.kind == "entry"))
+    after, folded = 0, 0
+    while upto is not None:
+        rows = session.execute(_QUEUED_ENTRIES, {"after": after, "upto": upto, "size": size}).all()
+        if not rows:
+            break
+        reconcile_students((), session=session, additions=entry_additions(rows))
+        _dequeue(session, "entry", [r.ref_id for r in rows])
+        apply_pending(session)
+        after, folded = rows[-1].ref_id, folded + len(rows)
+    return folded
+
+
+def _dequeue(session: Session, kind: str, ids: list[int]) -> None:
+    for start in range(0, len(ids), BATCH):
+        session.execute(delete(StatsDirty).where(StatsDirty.kind == kind,
+                                                 StatsDirty.ref_id.in_(ids[start:start + BATCH])))
+
+
 def _take_write_lock(session: Session) -> None:
-    if session.get_bind().dialect.name == "sqlite":
+    """Serialise refreshes, rebuilds and checks: two folds of one pupil at once would each read the
+    cells as they were before the other (PostgreSQL: a transaction-scoped advisory lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": REFRESH_LOCK})
+    else:
         # A deferred SQLite transaction that reads and then writes fails if another connection
         # wrote in between; writing first makes it wait for the lock instead.
         session.execute(text("DELETE FROM stats_dirty WHERE 1 = 0"))
@@ -796,15 +819,18 @@ def _month_sql(dialect: str, column: str) -> str:
     return f"strftime('%Y-%m', {column}, '+8 hours')"
 
 
-def fine_cells_sql(dialect: str) -> str:
-    """SELECT of every fine cell, folded from the ledger (same columns as stats_student_cells)."""
+def fine_cells_sql(dialect: str, *, folded_only: bool = False) -> str:
+    """SELECT of every fine cell, folded from the ledger (same columns as stats_student_cells);
+    `folded_only` leaves out the entries still queued for refresh()."""
     month = _month_sql(dialect, "le.occurred_at")
+    where = ("WHERE NOT EXISTS (SELECT 1 FROM stats_dirty d WHERE d.kind = 'entry' AND d.ref_id = le.id) "
+             if folded_only else "")
     return (
         f"SELECT le.student_id AS student_id, le.school_year AS school_year, {KIND_SQL} AS activity_kind, "
         f"COALESCE(le.venue_id, 0) AS venue_id, {month} AS month, COALESCE(MAX(v.kind), '{NO_VENUE}') AS venue_kind, "
         "SUM(le.amount) AS amount, "
         "SUM(CASE WHEN le.kind = 'credit' AND le.source = 'checkin' THEN 1 ELSE 0 END) AS checkins "
-        "FROM ledger_entries le LEFT JOIN venues v ON v.id = le.venue_id "
+        f"FROM ledger_entries le LEFT JOIN venues v ON v.id = le.venue_id {where}"
         "GROUP BY 1, 2, 3, 4, 5"
     )
 
@@ -950,6 +976,9 @@ def rebuild(session: Session | None = None, *, rules: RuleSet | None = None, pro
     say = progress_cb or (lambda _msg: None)
     rules = rules or active_rules()
     if dialect == "postgresql":
+        # EXCLUSIVE on stats_dirty also holds every append (its trigger queues the entry there)
+        # until this commits: the ledger read below is the whole ledger, and the queue is emptied.
+        _take_write_lock(session)
         session.execute(text(f"LOCK TABLE {', '.join(_TABLES)} IN EXCLUSIVE MODE"))
         session.execute(text(f"TRUNCATE {', '.join(_TABLES)}"))
     else:
@@ -1019,12 +1048,16 @@ class CheckReport:
 def check(session: Session | None = None, *, sample: int = 5) -> CheckReport:
     """Recompute every roll-up from scratch (ledger, pupils, venues, active rules) in temporary
     tables and compare with the stored ones; zero rows (a cell whose pupils all moved away) are
-    not differences. Call refresh() first: queued pupils are not yet expected to be counted."""
+    not differences. Call refresh() first: queued pupils are not yet expected to be counted. Entries
+    appended meanwhile are queued, not counted, and left out of the from-scratch side too (no
+    refresh can fold them while this holds the refresh lock)."""
     from app.credits.service import active_rules
 
     session = _session(session)
     dialect = session.get_bind().dialect.name
     rules = active_rules()
+    if dialect == "postgresql":
+        _take_write_lock(session)  # SQLite: this read transaction is one snapshot already
     cell_cols = ", ".join(CELL_KEY + CELL_VALUES)
     venue_cols = ", ".join(VENUE_KEY + VENUE_VALUES)
     fine_cols = "student_id, school_year, activity_kind, venue_id, month, venue_kind, amount, checkins"
@@ -1032,7 +1065,7 @@ def check(session: Session | None = None, *, sample: int = 5) -> CheckReport:
     # Each from-scratch table is computed once, into a temporary table, then compared both ways.
     temporary = [
         (live, "SELECT id AS student_id, school_id, grade, active FROM students"),
-        (fresh, fine_cells_sql(dialect)),
+        (fresh, fine_cells_sql(dialect, folded_only=True)),
         ("stats_fresh_agg", " UNION ALL ".join(
             [grain0_sql(dialect, rules, fresh, live)] + [grain_sql(dialect, g, fresh, live) for g in GRAINS[1:]])),
         ("stats_fresh_venues", f"{venue_sql(dialect, False, fresh, live)} UNION ALL {venue_sql(dialect, True, fresh, live)}"),
@@ -1080,7 +1113,7 @@ def check(session: Session | None = None, *, sample: int = 5) -> CheckReport:
             samples[name] = found
     met_ok = stored_met_version(session) == rules.version
     differences["met_rule_version"] = 0 if met_ok else 1
-    queued = session.scalar(select(func.count()).select_from(StatsDirty)) or 0
+    queued = session.scalar(select(func.count()).select_from(StatsDirty).where(StatsDirty.kind != "entry")) or 0
     differences["stats_dirty"] = queued
     for name, _query in temporary:
         session.execute(text(f"DROP TABLE IF EXISTS {name}"))

@@ -79,8 +79,28 @@ def configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        read_only = has_request_context() and request.method in ("GET", "HEAD", "OPTIONS")
+        read_only = has_request_context() and (request.method in ("GET", "HEAD", "OPTIONS") or _read_phase())
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+# Write endpoints whose first transaction only reads (SQLite: without the write lock) until the
+# code calls end_read_phase(): a scan authenticates and reads the activity before it locks.
+READ_FIRST_ENDPOINTS: set[str] = set()
+_READ_PHASE = "ledger.sqlite_read_phase"
+
+
+def _read_phase() -> bool:
+    return request.environ.get(_READ_PHASE, request.endpoint in READ_FIRST_ENDPOINTS)
+
+
+def end_read_phase(session) -> None:
+    """End the read transaction of a READ_FIRST endpoint on SQLite, so that the next statement
+    takes the write lock (BEGIN IMMEDIATE). What was read stays usable (expire_on_commit is off)
+    but is a snapshot: re-read under the lock whatever must be current. A no-op elsewhere."""
+    if has_request_context() and _read_phase():
+        request.environ[_READ_PHASE] = False
+        if session.get_bind().dialect.name == "sqlite":
+            session.commit()
 
 
 def utcnow() -> datetime:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import wraps
 
 from flask import request
-from sqlalchemy import false, select, true
+from sqlalchemy import bindparam, false, select, true
 
 from app.auth.models import StaffVenue, TeacherClass, User
 from app.auth.tokens import TokenError, decode
@@ -36,6 +36,10 @@ def current_user() -> User:
     return user
 
 
+# Every authenticated request runs it: built once (Session.get builds its statement anew each time).
+_USER = select(User).where(User.id == bindparam("user_id"))
+
+
 def authenticate() -> User:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -46,7 +50,7 @@ def authenticate() -> User:
     except TokenError as exc:
         message = "登录已过期，请重新登录。" if str(exc) == "token_expired" else "登录凭证无效，请重新登录。"
         raise APIError(401, str(exc), message) from None
-    user = db.session.get(User, int(claims["sub"]))
+    user = db.session.scalar(_USER, {"user_id": int(claims["sub"])})
     if user is None or not user.active:
         raise APIError(401, "token_invalid", "登录凭证无效，请重新登录。")
     request.environ[_USER_KEY] = user

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, exists, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import StaffVenue, User
@@ -29,16 +29,23 @@ from app.checkins import integrity
 from app.checkins.models import Checkin, Scan
 from app.common import iso
 from app.credits import ledger
-from app.credits.rules import local_day_bounds, stay_minutes
-from app.credits.service import active_rules, credit_stay
-from app.db import utcnow
+from app.credits.models import RuleVersion
+from app.credits.rules import local_date, local_day_bounds, school_year_of, stay_minutes, term_of
+from app.credits.service import credit_stay, rules_named
+from app.db import READ_FIRST_ENDPOINTS, end_read_phase, utcnow
 from app.errors import APIError, not_found
 from app.extensions import db
+from app.matching.models import Booking
 from app.observability import SCANS
 from app.orgs.models import GuardianLink, Student
-from app.reviews.service import open_checkin_review, term_is_closed
+from app.reviews.models import TermClosure
+from app.reviews.service import open_checkin_review
 from app.venues import codes
-from app.venues.models import Activity
+from app.venues.models import Activity, Venue
+
+# SQLite has one write lock for the whole database: a scan authenticates and reads the activity
+# without it and takes it only to lock the pupil and write (_resolve calls end_read_phase).
+READ_FIRST_ENDPOINTS.update({"checkins.post_scan", "checkins.post_batch"})
 
 EXIT_GRACE = timedelta(minutes=30)
 OPEN = ("open", "flagged")  # a stay without an exit yet; "flagged" ones wait for review afterwards
@@ -100,7 +107,7 @@ class ScanResult:
     status: int  # 201 accepted, 200 replayed, 422 refused
     body: dict
     replayed: bool = False
-    scan: Scan | None = None
+    scan_id: int | None = None  # the stored scan (the original one for a replay)
 
     @property
     def accepted(self) -> bool:
@@ -117,28 +124,121 @@ def mode_for(user: User) -> str:
 
 
 # --- the pipeline ---------------------------------------------------------------------------------
+# Every scan runs these, so they are Core statements built once (SQLAlchemy memoises their compiled
+# form) returning plain rows: an ORM load or flush costs several times the statement itself, and
+# on SQLite the whole scan holds the one write lock.
 
-# Statements every scan runs, built once (SQLAlchemy then memoises their cache keys).
-_REPLAY = select(Scan).where(Scan.actor_id == bindparam("actor_id"), Scan.nonce == bindparam("nonce"))
-_STAFF_ACTIVITY = select(Activity).where(
-    Activity.id == bindparam("activity_id"),
-    Activity.venue_id.in_(select(StaffVenue.venue_id).where(StaffVenue.user_id == bindparam("user_id"))),
+
+@dataclass(slots=True)
+class VenueRow:
+    id: int
+    name: str
+    kind: str
+    level: str
+    active: bool
+    latitude: float | None
+    longitude: float | None
+
+
+@dataclass(slots=True)
+class ActivityRow:
+    id: int
+    venue_id: int
+    kind: str
+    title: str
+    starts_at: datetime
+    ends_at: datetime
+    min_minutes: int
+    capacity: int | None
+    grades: list | None
+    has_bookings: bool
+    venue: VenueRow
+
+
+@dataclass(slots=True)
+class StudentRow:
+    """The scanned pupil, read under their lock, with what the scan asks about them."""
+
+    id: int
+    school_id: int
+    class_id: int
+    grade: int
+    active: bool
+    pass_version: int
+    term_closed: bool  # the school's term of the scan is closed
+    rule_version: str | None  # the active rule set
+
+
+@dataclass(slots=True)
+class Stay:
+    """A check-in as the scan sees it (the attributes of a Checkin that views and credits read)."""
+
+    id: int
+    student_id: int
+    activity_id: int
+    venue_id: int
+    entered_at: datetime
+    exited_at: datetime | None
+    deadline: datetime
+    minutes: int | None
+    source: str
+    exit_source: str | None
+    device_id: str | None
+    status: str
+    flags: list
+    activity: ActivityRow
+
+
+_V = Venue.__table__.c
+_A = Activity.__table__.c
+_C = Checkin.__table__.c
+_REPLAY = select(Scan.__table__.c.id, Scan.__table__.c.request_hash, Scan.__table__.c.response_status,
+                 Scan.__table__.c.response_body).where(
+    Scan.__table__.c.actor_id == bindparam("actor_id"), Scan.__table__.c.nonce == bindparam("nonce"))
+_ACTIVITY_COLUMNS = (
+    _A.id, _A.venue_id, _A.kind, _A.title, _A.starts_at, _A.ends_at, _A.min_minutes, _A.capacity, _A.grades,
+    exists().where(Booking.__table__.c.activity_id == _A.id).label("has_bookings"),
+    _V.name, _V.kind.label("venue_kind"), _V.level, _V.active, _V.latitude, _V.longitude,
 )
-_OPEN_STAYS = select(Checkin).where(
-    Checkin.student_id == bindparam("student_id"), Checkin.status.in_(OPEN), Checkin.exited_at.is_(None)
+_ACTIVITY = select(*_ACTIVITY_COLUMNS).join_from(Activity.__table__, Venue.__table__, _V.id == _A.venue_id).where(
+    _A.id == bindparam("activity_id"))
+_STAFF_ACTIVITY = _ACTIVITY.where(
+    _A.venue_id.in_(select(StaffVenue.venue_id).where(StaffVenue.user_id == bindparam("user_id"))))
+_S = Student.__table__.c
+_LOCK_STUDENT = (
+    select(_S.id, _S.school_id, _S.class_id, _S.grade, _S.active, _S.pass_version,
+           exists().where(TermClosure.__table__.c.school_id == _S.school_id,
+                          TermClosure.__table__.c.school_year == bindparam("school_year"),
+                          TermClosure.__table__.c.term == bindparam("term")).label("term_closed"),
+           select(RuleVersion.version).where(RuleVersion.active.is_(True)).limit(1).scalar_subquery()
+           .label("rule_version"))
+    .where(_S.id == bindparam("student_id"))
+    .with_for_update(of=Student.__table__)
 )
+_IS_GUARDIAN = select(literal(1)).where(GuardianLink.guardian_id == bindparam("guardian_id"),
+                                        GuardianLink.student_id == bindparam("student_id"))
+_STAY_COLUMNS = (_C.id, _C.student_id, _C.activity_id, _C.venue_id, _C.entered_at, _C.exited_at, _C.deadline,
+                 _C.minutes, _C.source, _C.exit_source, _C.device_id, _C.status, _C.flags)
+_OPEN_STAYS = select(*_STAY_COLUMNS).where(
+    _C.student_id == bindparam("student_id"), _C.status.in_(OPEN), _C.exited_at.is_(None))
 _EXIT_CANDIDATE = (
-    select(Checkin)
+    select(*_STAY_COLUMNS)
     .where(
-        Checkin.student_id == bindparam("student_id"),
-        Checkin.activity_id == bindparam("activity_id"),
-        Checkin.status.in_((*OPEN, "no_exit")),
-        Checkin.exited_at.is_(None),
-        Checkin.entered_at <= bindparam("when", type_=Checkin.entered_at.type),
+        _C.student_id == bindparam("student_id"),
+        _C.activity_id == bindparam("activity_id"),
+        _C.status.in_((*OPEN, "no_exit")),
+        _C.exited_at.is_(None),
+        _C.entered_at <= bindparam("when", type_=_C.entered_at.type),
     )
-    .order_by(Checkin.entered_at.desc())
+    .order_by(_C.entered_at.desc())
     .limit(1)
 )
+_INSERT_CHECKIN = insert(Checkin.__table__).returning(_C.id)
+_CLOSE_STAY = update(Checkin.__table__).where(_C.id == bindparam("stay_id")).values(
+    exited_at=bindparam("exited_at", type_=_C.exited_at.type), minutes=bindparam("minutes"),
+    exit_source=bindparam("exit_source"), status=bindparam("status"))
+_NO_EXIT = update(Checkin.__table__).where(_C.id.in_(bindparam("ids", expanding=True))).values(status="no_exit")
+_INSERT_SCAN = insert(Scan.__table__).returning(Scan.__table__.c.id)
 
 
 def scan(req: ScanRequest, *, now: datetime | None = None) -> ScanResult:
@@ -154,20 +254,22 @@ def scan(req: ScanRequest, *, now: datetime | None = None) -> ScanResult:
             db.session.rollback()
             return replay
         with db.session.begin_nested():
-            checkin, entry = _apply(req, target)
-        body = {"checkin": checkin_view(checkin), "credit": credit_view(entry), "replayed": False}
+            stay, entry = _apply(req, target)
+        body = {"checkin": checkin_view(stay), "credit": credit_view(entry), "replayed": False}
         result = ScanResult(201, body)
-        row = _store(req, digest, target.direction, student_id, activity_id, checkin.id, target.when, result, None,
-                     now)
+        stored = dict(direction=target.direction, student_id=student_id, activity_id=activity_id,
+                      checkin_id=stay.id, when=target.when, reason=None)
     except Refused as refusal:
+        end_read_phase(db.session)  # refused before the pupil was locked: storing it writes
         replay = _replay(req, digest)
         if replay is not None:
             db.session.rollback()
             return replay
         result = ScanResult(422, refusal_body(refusal))
-        row = _store(req, digest, req.direction, student_id, activity_id, None, None, result, refusal.reason,
-                     now)
+        stored = dict(direction=req.direction, student_id=student_id, activity_id=activity_id, checkin_id=None,
+                      when=None, reason=refusal.reason)
     try:
+        result.scan_id = _store(req, digest, result, now, **stored)
         db.session.commit()
     except IntegrityError:
         # The same nonce won a race in another transaction: answer with what it stored.
@@ -176,8 +278,7 @@ def scan(req: ScanRequest, *, now: datetime | None = None) -> ScanResult:
         if replay is None:
             raise
         return replay
-    result.scan = row
-    SCANS.labels("accepted" if result.status == 201 else "refused", row.reason or "").inc()
+    SCANS.labels("accepted" if result.status == 201 else "refused", stored["reason"] or "").inc()
     return result
 
 
@@ -189,47 +290,52 @@ def _replay(req: ScanRequest, digest: str) -> ScanResult | None:
     """The stored answer for this actor's nonce (409 if the body differs), or None."""
     if not req.nonce:
         return None
-    row = db.session.scalar(_REPLAY, {"actor_id": req.actor.id, "nonce": req.nonce})
+    row = db.session.execute(_REPLAY, {"actor_id": req.actor.id, "nonce": req.nonce}).first()
     if row is None:
         return None
     if row.request_hash != digest:
         raise APIError(409, "nonce_reused", "同一个 nonce 已用于另一条不同的扫描记录。", {"nonce": req.nonce})
     body = dict(row.response_body)
     if row.response_status == 201:
-        return ScanResult(200, {**body, "replayed": True}, replayed=True, scan=row)
+        return ScanResult(200, {**body, "replayed": True}, replayed=True, scan_id=row.id)
     error = dict(body["error"])
     error["details"] = {**error.get("details", {}), "replayed": True}
-    return ScanResult(row.response_status, {"error": error}, replayed=True, scan=row)
+    return ScanResult(row.response_status, {"error": error}, replayed=True, scan_id=row.id)
 
 
-def _store(req, digest, direction, student_id, activity_id, checkin_id, when, result, reason, now) -> Scan:
-    row = Scan(
-        actor_id=req.actor.id,
-        nonce=req.nonce or f"server-{uuid.uuid4().hex}",
-        request_hash=digest,
-        source=req.source,
-        direction=direction if direction in codes.DIRECTIONS else None,
-        student_id=student_id,
-        activity_id=activity_id,
-        checkin_id=checkin_id,
-        device_id=req.device_id,
-        scanned_at=when or req.scanned_at,
-        received_at=now,
-        successful=reason is None,
-        reason=reason,
-        response_status=result.status,
-        response_body=result.body,
-    )
-    db.session.add(row)
-    return row
+def _store(req, digest, result, now, *, direction, student_id, activity_id, checkin_id, when, reason) -> int:
+    """Store the scan with its answer (a duplicate nonce raises IntegrityError here); returns its id."""
+    return db.session.execute(_INSERT_SCAN, {
+        "actor_id": req.actor.id,
+        "nonce": req.nonce or f"server-{uuid.uuid4().hex}",
+        "request_hash": digest,
+        "source": req.source,
+        "direction": direction if direction in codes.DIRECTIONS else None,
+        "student_id": student_id,
+        "activity_id": activity_id,
+        "checkin_id": checkin_id,
+        "device_id": req.device_id,
+        "scanned_at": when or req.scanned_at,
+        "received_at": now,
+        "successful": reason is None,
+        "reason": reason,
+        "response_status": result.status,
+        "response_body": result.body,
+    }).scalar_one()
 
 
 @dataclass
 class Target:
-    student: Student
-    activity: Activity
+    student: StudentRow
+    activity: ActivityRow
     direction: str
     when: datetime
+
+    @property
+    def rules(self):
+        if self.student.rule_version is None:
+            raise APIError(503, "no_active_rules", "尚未启用学分规则，请管理员运行 flask rules load。")
+        return rules_named(self.student.rule_version)
 
 
 def _resolve(req: ScanRequest, now: datetime) -> Target:
@@ -243,25 +349,57 @@ def _resolve(req: ScanRequest, now: datetime) -> Target:
         else:
             student_id, version = req.student_id, None
         activity = _activity(req.activity_id, staff=req.actor if req.source == "staff" else None)
-        student = ledger.lock_student(student_id)
+        end_read_phase(db.session)  # SQLite: what follows runs under the write lock
+        try:
+            when, bad_time = _offline_time(req.scanned_at, now), None
+        except Refused as refusal:
+            when, bad_time = now, refusal
+        student = _lock_student(student_id, when)
         if student is None:
             raise Refused("code_invalid")
         if version is not None and version != student.pass_version:
             raise Refused("pass_revoked")
-        target = Target(student, activity, req.direction, _offline_time(req.scanned_at, now))
+        if bad_time is not None:
+            raise bad_time
+        target = Target(student, activity, req.direction, when)
     else:
         try:
             activity_id, direction = codes.verify_venue_code(req.code or "", now)
         except codes.CodeRefused as exc:
             raise Refused(exc.reason) from None
-        activity = db.session.get(Activity, activity_id)
+        activity = _load_activity(_ACTIVITY, {"activity_id": activity_id})
         if activity is None:
             raise Refused("code_invalid")
-        student = ledger.lock_student(_code_student_id(req))
+        end_read_phase(db.session)  # SQLite: what follows runs under the write lock
+        student = _lock_student(_code_student_id(req), now)
         if req.scanned_at is not None and abs(req.scanned_at - now) > MAX_CLOCK_AHEAD:
             raise Refused("scanned_at_invalid", scanned_at=iso(req.scanned_at))
         target = Target(student, activity, direction, now)
     return _checked(target)
+
+
+def _lock_student(student_id: int | None, when: datetime) -> StudentRow | None:
+    """Lock the pupil (ledger.lock_student's lock, as a plain row), with the term and rules facts."""
+    if student_id is None:
+        return None
+    day = local_date(when)
+    row = db.session.execute(_LOCK_STUDENT, {"student_id": student_id, "school_year": school_year_of(day),
+                                             "term": term_of(day)}).first()
+    if row is None:
+        return None
+    ledger.mark_locked(student_id)
+    return StudentRow(row.id, row.school_id, row.class_id, row.grade, bool(row.active), row.pass_version,
+                      bool(row.term_closed), row.rule_version)
+
+
+def _load_activity(statement, params) -> ActivityRow | None:
+    row = db.session.execute(statement, params).first()
+    if row is None:
+        return None
+    venue = VenueRow(row.venue_id, row.name, row.venue_kind, row.level, bool(row.active), row.latitude,
+                     row.longitude)
+    return ActivityRow(row.id, row.venue_id, row.kind, row.title, row.starts_at, row.ends_at, row.min_minutes,
+                       row.capacity, row.grades, bool(row.has_bookings), venue)
 
 
 def _verify_pass(token: str | None) -> tuple[int, int]:
@@ -271,14 +409,14 @@ def _verify_pass(token: str | None) -> tuple[int, int]:
         raise Refused(exc.reason) from None
 
 
-def _activity(activity_id: int | None, staff: User | None) -> Activity:
+def _activity(activity_id: int | None, staff: User | None) -> ActivityRow:
     """The activity (with its venue); for venue staff only one of their own venues' (else 404)."""
-    if not activity_id:
-        activity = None
-    elif staff is not None and staff.role != "admin":
-        activity = db.session.scalar(_STAFF_ACTIVITY, {"activity_id": activity_id, "user_id": staff.id})
-    else:
-        activity = db.session.get(Activity, activity_id)
+    activity = None
+    if activity_id:
+        if staff is not None and staff.role != "admin":
+            activity = _load_activity(_STAFF_ACTIVITY, {"activity_id": activity_id, "user_id": staff.id})
+        else:
+            activity = _load_activity(_ACTIVITY, {"activity_id": activity_id})
     if activity is None:
         raise not_found("科普活动")
     return activity
@@ -287,7 +425,8 @@ def _activity(activity_id: int | None, staff: User | None) -> Activity:
 def _code_student_id(req: ScanRequest) -> int:
     if req.source == "self":
         return req.actor.student_id
-    if req.student_id is None or db.session.get(GuardianLink, (req.actor.id, req.student_id)) is None:
+    if req.student_id is None or db.session.execute(
+            _IS_GUARDIAN, {"guardian_id": req.actor.id, "student_id": req.student_id}).first() is None:
         raise Refused("not_guardian", student_id=req.student_id)
     return req.student_id
 
@@ -309,12 +448,12 @@ def _checked(target: Target) -> Target:
         raise Refused("not_eligible", grade=student.grade, grades=activity.grades)
     if not activity.venue.active:
         raise Refused("activity_not_open")
-    if term_is_closed(student.school_id, target.when):
+    if student.term_closed:
         raise Refused("term_closed")
     return target
 
 
-def _apply(req: ScanRequest, target: Target) -> tuple[Checkin, object | None]:
+def _apply(req: ScanRequest, target: Target) -> tuple[Stay, object | None]:
     """Open or close a stay (the student is locked); returns the stay and its ledger entry, if any."""
     if target.direction == "entry":
         return _enter(req, target), None
@@ -354,68 +493,64 @@ def expire_all(now: datetime | None = None) -> int:
     return len(stale)
 
 
-def _enter(req: ScanRequest, target: Target) -> Checkin:
+def _enter(req: ScanRequest, target: Target) -> Stay:
     student, activity, when = target.student, target.activity, target.when
     if not (activity.starts_at <= when <= activity.ends_at):
         raise Refused("activity_not_open", starts_at=iso(activity.starts_at), ends_at=iso(activity.ends_at))
-    open_stays = db.session.scalars(_OPEN_STAYS, {"student_id": student.id}).all()
+    open_stays = db.session.execute(_OPEN_STAYS, {"student_id": student.id}).all()
     for stay in open_stays:
         if stay.activity_id == activity.id and stay.entered_at <= when <= stay.deadline + EXIT_GRACE:
             raise Refused("already_checked_in", checkin_id=stay.id, entered_at=iso(stay.entered_at))
-    for stay in open_stays:
-        # Past its deadline, or a forgotten sign-out elsewhere: that stay ends as 未签退 and
-        # does not block this visit.
-        if stay.deadline < when - EXIT_GRACE or (stay.activity_id != activity.id and stay.entered_at <= when):
-            stay.status = "no_exit"
-    from app.matching.bookings import link_attendance, seat_for_entry
+    # Past its deadline, or a forgotten sign-out elsewhere: that stay ends as 未签退 and does not
+    # block this visit.
+    forgotten = [stay.id for stay in open_stays
+                 if stay.deadline < when - EXIT_GRACE or (stay.activity_id != activity.id and stay.entered_at <= when)]
+    if forgotten:
+        db.session.execute(_NO_EXIT, {"ids": forgotten})
+    from app.matching.bookings import Seat, link_attendance, seat_for_entry
 
     # Bookings and walk-ins share the capacity (app/matching/bookings.py): one query, after locking
-    # the activity row when it has a capacity; a booked pupil always has their seat.
-    seat = seat_for_entry(activity, student)
+    # the activity row when it has a capacity; a booked pupil always has their seat. An activity
+    # without a capacity and without bookings has nothing to look up.
+    seat = seat_for_entry(activity, student) if activity.capacity is not None or activity.has_bookings else Seat()
     if seat.full:
         raise Refused("activity_full", capacity=activity.capacity)
-    flags = integrity.entry_flags(rules=active_rules(), source=req.source, device_id=req.device_id,
-                                  student_id=student.id, activity=activity, when=when)
-    checkin = Checkin(
-        student_id=student.id,
-        activity_id=activity.id,
-        venue_id=activity.venue_id,
-        entered_at=when,
-        deadline=deadline_of(activity, when),
-        source=req.source,
-        device_id=req.device_id,
-        status="flagged" if flags else "open",
-        flags=[flag.as_dict() for flag in flags],
-        created_by=req.actor.id,
-    )
-    checkin.activity = activity
-    db.session.add(checkin)
-    db.session.flush()
-    link_attendance(seat, checkin)  # a booked pupil's check-in links to the booking
-    return checkin
+    flags = [flag.as_dict() for flag in integrity.entry_flags(
+        rules=target.rules, source=req.source, device_id=req.device_id, student_id=student.id, activity=activity,
+        when=when)]
+    stay = Stay(id=0, student_id=student.id, activity_id=activity.id, venue_id=activity.venue_id, entered_at=when,
+                exited_at=None, deadline=deadline_of(activity, when), minutes=None, source=req.source,
+                exit_source=None, device_id=req.device_id, status="flagged" if flags else "open", flags=flags,
+                activity=activity)
+    stay.id = db.session.execute(_INSERT_CHECKIN, {
+        "student_id": stay.student_id, "activity_id": stay.activity_id, "venue_id": stay.venue_id,
+        "entered_at": when, "deadline": stay.deadline, "source": stay.source, "device_id": stay.device_id,
+        "status": stay.status, "flags": flags, "created_by": req.actor.id, "created_at": utcnow(),
+    }).scalar_one()
+    link_attendance(seat, stay)  # a booked pupil's check-in links to the booking
+    return stay
 
 
 def _exit(req: ScanRequest, target: Target):
     student, activity, when = target.student, target.activity, target.when
     if when > activity.ends_at + EXIT_GRACE and req.source != "staff":
         raise Refused("activity_not_open", starts_at=iso(activity.starts_at), ends_at=iso(activity.ends_at))
-    checkin = db.session.scalar(
-        _EXIT_CANDIDATE, {"student_id": student.id, "activity_id": activity.id, "when": when}
-    )
-    if checkin is None or when > checkin.deadline + EXIT_GRACE:
+    row = db.session.execute(_EXIT_CANDIDATE, {"student_id": student.id, "activity_id": activity.id,
+                                               "when": when}).first()
+    if row is None or when > row.deadline + EXIT_GRACE:
         expire_stale(student.id, when)
         raise Refused("not_checked_in")
-    checkin.exited_at = min(when, checkin.deadline)
-    checkin.minutes = stay_minutes(checkin.entered_at, checkin.exited_at)
-    checkin.exit_source = req.source
-    if checkin.flags:
-        checkin.status = "flagged"  # waits for a teacher; credited when approved
-        db.session.flush()
-        open_checkin_review(checkin, target.student)
-        return checkin, None
-    checkin.status = "completed"
-    db.session.flush()
-    return checkin, credit_stay(checkin, actor_id=req.actor.id)
+    stay = Stay(**row._asdict(), activity=activity)
+    stay.exited_at = min(when, stay.deadline)
+    stay.minutes = stay_minutes(stay.entered_at, stay.exited_at)
+    stay.exit_source = req.source
+    stay.status = "flagged" if stay.flags else "completed"  # a flagged one waits for a teacher
+    db.session.execute(_CLOSE_STAY, {"stay_id": stay.id, "exited_at": stay.exited_at, "minutes": stay.minutes,
+                                     "exit_source": stay.exit_source, "status": stay.status})
+    if stay.flags:
+        open_checkin_review(stay, student)
+        return stay, None
+    return stay, credit_stay(stay, actor_id=req.actor.id, rules=target.rules)
 
 
 # --- many scans at once: an offline device's batch, a teacher's class trip ------------------------
@@ -513,7 +648,7 @@ def group_checkin(actor: User, activity_id: int, student_ids: list[int], directi
 # --- views --------------------------------------------------------------------------------------
 
 
-def checkin_view(checkin: Checkin) -> dict:
+def checkin_view(checkin: Checkin | Stay) -> dict:
     activity = checkin.activity
     return {
         "id": checkin.id,

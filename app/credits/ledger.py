@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import bindparam, event, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.credits.models import GENESIS_HASH, LedgerEntry
 from app.credits.rules import local_date, school_year_of, term_of
@@ -61,6 +61,10 @@ _HEAD = (
 )
 
 
+_COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
+_INSERT = insert(LedgerEntry.__table__).returning(LedgerEntry.__table__.c.id)
+
+
 def lock_student(student_id: int) -> Student | None:
     """Take the per-student lock and return the student, fresh (row lock on PostgreSQL; SQLite
     write transactions are already serial). Locking twice in one transaction costs nothing."""
@@ -70,6 +74,17 @@ def lock_student(student_id: int) -> Student | None:
     student = db.session.scalar(_LOCK_STUDENT, {"student_id": student_id})
     locked.add(student_id)
     return student
+
+
+def mark_locked(student_id: int) -> None:
+    """Record that the caller has taken the student's row lock itself (checkins.service does, in
+    the statement that reads what a scan needs), so appends in this transaction do not lock again."""
+    db.session.info.setdefault("locked_students", set()).add(student_id)
+
+
+def _ensure_locked(student_id: int) -> None:
+    if student_id not in db.session.info.get("locked_students", ()):
+        lock_student(student_id)
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -96,8 +111,12 @@ def append(
     reverses_id: int | None = None,
     created_by: int | None = None,
 ) -> LedgerEntry:
-    """Append one entry to the student's chain (within the caller's transaction) and return it."""
-    lock_student(student_id)
+    """Append one entry to the student's chain (within the caller's transaction) and return it.
+
+    The entry is written with one Core INSERT (no unit-of-work flush) and then put in the session
+    as the persistent object of that row, as if it had been loaded.
+    """
+    _ensure_locked(student_id)
     head = db.session.execute(_HEAD, {"student_id": student_id}).first()
     day = local_date(occurred_at)
     entry = LedgerEntry(
@@ -122,8 +141,10 @@ def append(
         prev_hash=head.hash if head else GENESIS_HASH,
     )
     entry.hash = entry_hash(entry)
+    # A trigger queues the entry for the bureau roll-ups (app.stats.rollup.refresh).
+    entry.id = db.session.execute(_INSERT, {name: getattr(entry, name) for name in _COLUMNS}).scalar_one()
+    make_transient_to_detached(entry)
     db.session.add(entry)
-    db.session.flush()  # a trigger queues the entry for the bureau roll-ups (app.stats.rollup.refresh)
     LEDGER_APPENDS.labels(kind).inc()
     return entry
 

@@ -50,6 +50,12 @@ def active_rules() -> RuleSet:
     return cached if cached is not None else _parse(db.session.get(RuleVersion, version))
 
 
+def rules_named(version: str) -> RuleSet:
+    """The parsed rule set of a stored version (cached per process: versions never change)."""
+    cached = _parsed.get(version)
+    return cached if cached is not None else rules_by_version(version)
+
+
 def rules_by_version(version: str) -> RuleSet:
     row = db.session.get(RuleVersion, version)
     if row is None:
@@ -112,11 +118,12 @@ def stay_history(*, student_id: int, venue_id: int, occurred_at) -> StayHistory:
     return StayHistory(day_activity_total=day_total or Decimal("0"), venue_stays_this_term=credited - reversed_)
 
 
-def credit_stay(checkin, *, actor_id: int | None) -> LedgerEntry:
-    """Write the credit entry of a completed stay (0.00 included), computed by the active rules."""
+def credit_stay(checkin, *, actor_id: int | None, rules: RuleSet | None = None) -> LedgerEntry:
+    """Write the credit entry of a completed stay (0.00 included), computed by the active rules
+    (`rules`, when the caller has already read which set is active)."""
     activity = checkin.activity
     venue = activity.venue
-    rules = active_rules()
+    rules = rules or active_rules()
     stay = Stay(
         activity_kind=activity.kind,
         venue_kind=venue.kind,

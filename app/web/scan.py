@@ -109,7 +109,7 @@ def scan_confirm(token: str):
     scan_ids = []
     for req in requests:
         result = checkins.scan(req)
-        scan_ids.append(result.scan.id)
+        scan_ids.append(result.scan_id)
     return redirect(url_for("web.scan_result", ids=",".join(str(i) for i in scan_ids)))
 
 

@@ -64,7 +64,7 @@ def test_pass_endpoints_and_reissue_revokes(client, city):
     assert again.status_code == 201 and again.json["version"] == 2
     old = post(client, city["staff"], "/api/v1/checkins",
                {"student_pass": first["token"], "activity_id": city["activity"].id, "direction": "entry"})
-    assert old.status_code == 422 and old.json["error"]["code"] == "pass_revoked"
+    assert old.status_code == 422 and old.json["error"]["code"] == "pass_revoked", old.json
     new = post(client, city["staff"], "/api/v1/checkins",
                {"student_pass": again.json["token"], "activity_id": city["activity"].id, "direction": "entry"})
     assert new.status_code == 201 and new.json["checkin"]["source"] == "staff"

@@ -16,6 +16,7 @@ from app.checkins.models import Checkin, Scan
 from app.credits.ledger import verify_chain
 from app.credits.models import LedgerEntry
 from app.errors import APIError
+from app.extensions import db
 from app.venues import codes
 from tests import factories as f
 
@@ -121,7 +122,7 @@ def test_code_accepted_for_its_window_and_the_next_then_expired(world):
 def test_refused_scans_are_stored_with_their_reason(world):
     result = self_scan(world["account"], world["activity"], "exit")
     assert reason(result) == "not_checked_in"
-    row = result.scan
+    row = db.session.get(Scan, result.scan_id)
     assert row.successful is False and row.reason == "not_checked_in" and row.student_id == world["pupil"].id
     assert "签到" in result.body["error"]["message"]
 

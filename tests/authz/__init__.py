@@ -1,0 +1,1 @@
+"""The authorization matrix: every OpenAPI operation × every role × objects in and out of scope."""

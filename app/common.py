@@ -1,14 +1,104 @@
-"""Small pieces every domain package uses: paging, wire formats for times and credits."""
+"""Small pieces every domain package uses: paging, ids, school years, wire formats for times and
+credits, and the error answers a route declares in the OpenAPI document."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from http import HTTPStatus
 from zoneinfo import ZoneInfo
 
 from marshmallow import Schema, ValidationError, fields, validate
+from werkzeug.routing import IntegerConverter
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+# Ids are PostgreSQL `integer` columns: a larger number is no id of ours, and sent to the database it
+# would overflow the driver (a 500) instead of answering 404 / 422.
+MAX_ID = 2**31 - 1
+# Paging stops well before OFFSET overflows a 64-bit integer (page × per_page).
+MAX_PAGE = 1_000_000
+
+
+class IdConverter(IntegerConverter):
+    """`<int:…>` in every URL: a positive id that fits the database; anything else matches no route (404)."""
+
+    def __init__(self, map, fixed_digits=0, min=1, max=MAX_ID, signed=False):  # noqa: A002 - werkzeug's names
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+
+
+class Id(fields.Integer):
+    """A database id in a body or a query: a positive integer that fits PostgreSQL's `integer`."""
+
+    def __init__(self, **kwargs):
+        validators = [validate.Range(min=1, max=MAX_ID)]
+        extra = kwargs.pop("validate", None)
+        if extra is not None:
+            validators.extend(extra if isinstance(extra, list | tuple) else [extra])
+        super().__init__(validate=validators, **kwargs)
+
+
+_SCHOOL_YEAR = re.compile(r"^(20\d{2})-(2\d{3})$")
+
+
+class SchoolYear(fields.String):
+    """A school year "2025-2026" (1 September – 31 August): two consecutive years of this century."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {}).update(pattern=_SCHOOL_YEAR.pattern, example="2025-2026")
+        super().__init__(validate=self._consecutive, **kwargs)
+
+    @staticmethod
+    def _consecutive(value: str) -> None:
+        match = _SCHOOL_YEAR.match(value)
+        if match is None or int(match.group(2)) != int(match.group(1)) + 1:
+            raise ValidationError("学年格式应为 2025-2026（后一年比前一年大 1）。")
+
+
+ERROR_DESCRIPTIONS = {
+    400: "请求格式有误 (malformed request)",
+    401: "未登录、凭证无效或已过期 (no, an invalid or an expired credential)",
+    404: "不存在，或不在调用者的范围内 (not found, or outside the caller's scope: never 403, SPEC §2)",
+    409: "与现有数据冲突 (conflict with existing data)",
+    413: "上传内容过大 (request body too large)",
+    422: "拒绝：原因见 error.code (refused: error.code names the reason)",
+    429: "请求过于频繁 (rate limited; see Retry-After)",
+}
+
+
+BINARY = {"type": "string", "format": "binary"}
+
+
+def file_responses(blp, *content_types: str, schema: dict | None = None, description: str = "OK"):
+    """Declare the non-JSON answers of a route (an image, a PDF, a workbook …), one per content type."""
+
+    def decorator(view):
+        for content_type in content_types:
+            view = blp.alt_response(200, schema=schema or BINARY, content_type=content_type,
+                                    description=description, success=True)(view)
+        return view
+
+    return decorator
+
+
+def documents(blp, status: int, schema, description: str | None = None):
+    """Document the JSON body of an answer the view builds itself (a view dict or a pre-serialised
+    Response): the schema describes the body in the OpenAPI document and is not applied at run time;
+    tests/fuzz checks that real answers validate against it."""
+    return blp.alt_response(status, schema=schema, description=description, success=True)
+
+
+def error_responses(blp, *statuses: int):
+    """Declare the error answers a route gives (in the error envelope) in its OpenAPI operation."""
+    from app.errors import ErrorSchema
+
+    def decorator(view):
+        for status in statuses:
+            description = ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase)
+            view = blp.alt_response(status, schema=ErrorSchema, description=description)(view)
+        return view
+
+    return decorator
 
 
 class AwareDateTime(fields.DateTime):
@@ -51,9 +141,9 @@ def iso(value: datetime | None) -> str | None:
 
 
 class PageArgs(Schema):
-    """?page=&per_page= on every list."""
+    """?page=&per_page= on every list (a list with a smaller page overrides `per_page`)."""
 
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError, fields
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -26,6 +26,18 @@ HTTP_MESSAGES = {
     500: ("internal_error", "服务器内部错误，请稍后再试。"),
     503: ("unavailable", "服务暂时不可用，请稍后再试。"),
 }
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True, metadata={"description": "snake_case reason: not_found, code_expired, …"})
+    message = fields.String(required=True, metadata={"description": "what happened and what to do, in Chinese"})
+    details = fields.Dict(required=True, metadata={"description": "e.g. {\"fields\": {name: [messages]}}"})
+
+
+class ErrorSchema(Schema):
+    """The one error envelope, as the OpenAPI document describes every error response."""
+
+    error = fields.Nested(ErrorDetailSchema, required=True)
 
 
 class APIError(Exception):

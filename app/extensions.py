@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from apispec import BasePlugin
 from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -26,8 +27,50 @@ class Model(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class CommonErrorResponses(BasePlugin):
+    """Declare the error answers every operation of a kind can give, whatever its own logic:
+
+    * 401 (no or a bad token) and 403 (a role that may never use it) where a token is required
+      (every operation but those marked `security: []`);
+    * 404 where the path names an object (a missing one, one outside the caller's scope, or an id
+      out of range, which matches no route);
+    * 400 (the body is not valid JSON) and 413 (larger than MAX_CONTENT_LENGTH) where there is a body.
+
+    Everything else (a 404 for an id in the body, 409, a 422 refusal, 429) is declared by the route
+    itself (`app.common.error_responses`), so the document lists exactly what each operation answers.
+    """
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            common = []
+            if "{" in (path or ""):
+                common.append((404, "NOT_FOUND"))
+            if operation.get("security") != []:
+                common += [(401, "UNAUTHORIZED"), (403, "FORBIDDEN")]
+            if "requestBody" in operation:
+                common += [(400, "BAD_REQUEST"), (413, "REQUEST_ENTITY_TOO_LARGE")]
+            for status, component in common:
+                # A route's own declaration (an int key until apispec cleans the operation) wins.
+                if status not in responses and str(status) not in responses:
+                    responses[str(status)] = component
+
+
 class ErrorEnvelopeApi(Api):
-    """flask-smorest's Api, answering HTTP errors in the project's one error envelope."""
+    """flask-smorest's Api, answering HTTP errors in the project's one error envelope, and documenting
+    them as they are: the envelope's schema, and no catch-all `default` response (an undeclared status
+    is a bug the schemathesis fuzzing in tests/fuzz reports)."""
+
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def __init__(self, *args, **kwargs):
+        from app.errors import ErrorSchema
+
+        self.ERROR_SCHEMA = ErrorSchema
+        super().__init__(*args, **kwargs)
+
+    def _init_spec(self, *, extra_plugins=None, **kwargs):
+        super()._init_spec(extra_plugins=[*(extra_plugins or ()), CommonErrorResponses()], **kwargs)
 
     def handle_http_exception(self, error):  # noqa: D401 - flask-smorest hook
         from app.errors import http_error_response

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 from sqlalchemy import select
 
 from app.audit.models import AuditEntry
 from app.auth.models import User
 from app.auth.scope import current_user, get_student, roles_required
-from app.common import AwareDateTime, page_schema, paginate
+from app.common import AwareDateTime, Id, PageArgs, error_responses, page_schema, paginate
 from app.extensions import db
 from app.orgs.models import Student
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="个人数据访问记录 Audit log")
 
 
-class AuditArgs(Schema):
-    student_id = fields.Integer()
-    actor_id = fields.Integer()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+class AuditArgs(PageArgs):
+    student_id = Id()
+    actor_id = Id()
 
 
 class AuditEntrySchema(Schema):
@@ -39,6 +37,7 @@ class AuditEntrySchema(Schema):
 @roles_required("school_admin")
 @blp.arguments(AuditArgs, location="query")
 @blp.response(200, page_schema(AuditEntrySchema))
+@error_responses(blp, 404)
 def audit_log(args):
     """Who read which pupil's record, newest first (paged); a school admin sees their own school's pupils.
 

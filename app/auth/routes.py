@@ -18,11 +18,12 @@ from app.auth.schemas import (
     UserSchema,
 )
 from app.auth.scope import current_user, roles_required
-from app.common import PageArgs, page_schema, paginate
+from app.common import PageArgs, error_responses, page_schema, paginate
 from app.extensions import limiter
 from app.orgs import service as orgs_service
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="登录与账号 Accounts and login")
+PUBLIC = {"security": []}  # no token needed (and none checked)
 
 
 def _login_username() -> str:
@@ -38,16 +39,20 @@ def _login_username() -> str:
     deduct_when=lambda response: response.status_code == 401,
 )
 @limiter.limit(lambda: current_app.config["LOGIN_ATTEMPTS_PER_ADDRESS"])
+@blp.doc(**PUBLIC)
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenPairSchema)
+@error_responses(blp, 401, 429)
 def login(body):
     """Exchange a username and password for an access and a refresh token."""
     return service.login(**body)
 
 
 @blp.route("/auth/refresh", methods=["POST"])
+@blp.doc(**PUBLIC)
 @blp.arguments(RefreshSchema)
 @blp.response(200, TokenPairSchema)
+@error_responses(blp, 401)
 def refresh(body):
     """Exchange a refresh token for a new token pair."""
     return service.refresh(**body)
@@ -55,8 +60,10 @@ def refresh(body):
 
 @blp.route("/auth/register-guardian", methods=["POST"])
 @limiter.limit(lambda: current_app.config["LOGIN_ATTEMPTS_PER_ADDRESS"])
+@blp.doc(**PUBLIC)
 @blp.arguments(RegisterGuardianSchema)
 @blp.response(201, TokenPairSchema)
+@error_responses(blp, 409, 429)
 def register_guardian(body):
     """A parent creates an account with the invite code the school gave them."""
     user = orgs_service.register_guardian(**body)
@@ -99,6 +106,7 @@ class Users(MethodView):
     @roles_required("admin", "school_admin")
     @blp.arguments(UserSchema)
     @blp.response(201, UserSchema)
+    @error_responses(blp, 409)
     def post(self, body):
         """Create an account (admin: any role; school admin: its school's students and teachers)."""
         return service.user_view(service.create_user(actor=current_user(), **body))

@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from app.auth.models import ROLES
+from app.common import Id
 
 
 class LoginSchema(Schema):
@@ -11,7 +12,7 @@ class LoginSchema(Schema):
 
 
 class RefreshSchema(Schema):
-    refresh_token = fields.String(required=True)
+    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=4096))
 
 
 class UserSchema(Schema):
@@ -21,11 +22,11 @@ class UserSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     display_name = fields.String(allow_none=True, validate=validate.Length(max=64))
     active = fields.Boolean(dump_only=True)
-    student_id = fields.Integer(allow_none=True)
-    school_id = fields.Integer(allow_none=True)
-    district_id = fields.Integer(allow_none=True)
-    class_ids = fields.List(fields.Integer(), load_default=list)
-    venue_ids = fields.List(fields.Integer(), load_default=list)
+    student_id = Id(allow_none=True)
+    school_id = Id(allow_none=True)
+    district_id = Id(allow_none=True)
+    class_ids = fields.List(Id(), load_default=list, validate=validate.Length(max=100))
+    venue_ids = fields.List(Id(), load_default=list, validate=validate.Length(max=100))
     children = fields.List(fields.Integer(), dump_only=True)
 
 

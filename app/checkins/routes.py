@@ -10,8 +10,16 @@ from app.audit.service import record_read
 from app.auth.scope import current_user, get_student, roles_required
 from app.checkins import service
 from app.checkins.models import Checkin
-from app.checkins.schemas import BatchSchema, GroupCheckinSchema, HistoryArgs, ScanSchema
-from app.common import paginate
+from app.checkins.schemas import (
+    BatchSchema,
+    CheckinSchema,
+    GroupCheckinSchema,
+    HistoryArgs,
+    ScanLinesSchema,
+    ScanResultSchema,
+    ScanSchema,
+)
+from app.common import documents, error_responses, page_schema, paginate
 from app.extensions import limiter
 
 blp = Blueprint("checkins", __name__, url_prefix="/api/v1", description="签到与签退 Check-in and check-out")
@@ -54,6 +62,9 @@ def limited(view):
 @roles_required("student", "guardian", "venue_staff")
 @blp.arguments(ScanSchema)
 @blp.response(201)
+@documents(blp, 201, ScanResultSchema, "accepted (with the credit when a stay completes)")
+@documents(blp, 200, ScanResultSchema, "the same nonce and body again: the first answer, replayed")
+@error_responses(blp, 404, 409, 429)
 def post_scan(body):
     """One scan: a student with a venue code, a guardian with a code and a child, or staff with a pass.
 
@@ -70,6 +81,8 @@ def post_scan(body):
 @roles_required("venue_staff")
 @blp.arguments(BatchSchema)
 @blp.response(200)
+@documents(blp, 200, ScanLinesSchema)
+@error_responses(blp, 429)
 def post_batch(body):
     """Up to 500 scans from an offline staff device, answered in order; replaying changes nothing."""
     return {"results": service.batch(current_user(), body["scans"], device_id=_device_id())}
@@ -79,6 +92,8 @@ def post_batch(body):
 @roles_required("teacher")
 @blp.arguments(GroupCheckinSchema)
 @blp.response(200)
+@documents(blp, 200, ScanLinesSchema)
+@error_responses(blp, 409)
 def post_group(body, activity_id):
     """A teacher checks a class in or out on a trip; one result per student, in order.
 
@@ -94,6 +109,7 @@ def post_group(body, activity_id):
 @roles_required("student", "guardian", "teacher", "school_admin")
 @blp.arguments(HistoryArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, page_schema(CheckinSchema))
 def student_checkins(args, student_id):
     """A student's stays, newest first (未签退 ones say what to do)."""
     user = current_user()

@@ -9,23 +9,22 @@ from sqlalchemy import select
 
 from app.audit.service import record_read
 from app.auth.scope import current_user, get_student, roles_required
-from app.common import paginate
+from app.common import PageArgs, SchoolYear, documents, error_responses, page_schema, paginate
 from app.credits import ledger
 from app.credits import service as credit_service
 from app.credits.models import LedgerEntry, RuleVersion
 from app.errors import APIError
 from app.extensions import db
 from app.transcripts import service as transcripts
+from app.transcripts.schemas import LedgerEntrySchema
 
 blp = Blueprint("credits", __name__, url_prefix="/api/v1", description="学分记录、学分报告单与规则 Ledger")
 
 RECORD_READERS = ("student", "guardian", "teacher", "school_admin")
 
 
-class LedgerArgs(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    school_year = fields.String(validate=validate.Regexp(r"^\d{4}-\d{4}$"))
+class LedgerArgs(PageArgs):
+    school_year = SchoolYear()
 
 
 class VerifySchema(Schema):
@@ -53,6 +52,7 @@ class RuleCreateSchema(Schema):
 @roles_required(*RECORD_READERS)
 @blp.arguments(LedgerArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, page_schema(LedgerEntrySchema))
 def student_ledger(args, student_id):
     """The student's ledger entries in seq order (paged), each with its explanation and hashes."""
     user = current_user()
@@ -89,6 +89,7 @@ class Rules(MethodView):
     @roles_required("admin", "city_officer")
     @blp.arguments(RuleCreateSchema)
     @blp.response(201, RuleVersionSchema)
+    @error_responses(blp, 409)
     def post(self, body):
         """Add a rule-set version (validated; not active until activated)."""
         document = {**body["document"], "version": body["version"],
@@ -123,7 +124,7 @@ def activate_rules(version):
 
 
 class YearArgs(Schema):
-    school_year = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-\d{4}$"))
+    school_year = SchoolYear(required=True)
 
 
 @blp.route("/rules/<version>/simulate", methods=["POST"])

@@ -17,7 +17,7 @@ from app.auth.scope import (
     get_student,
     roles_required,
 )
-from app.common import SHANGHAI, paginate
+from app.common import SHANGHAI, error_responses, paginate
 from app.credits.rules import local_date, school_year_of
 from app.db import utcnow
 from app.errors import APIError, not_found
@@ -109,6 +109,7 @@ class ActivityBookings(MethodView):
     @roles_required(*BOOKERS)
     @blp.arguments(BookingCreateSchema)
     @blp.response(201)
+    @error_responses(blp, 409)
     def post(self, body, activity_id):
         """Book: a teacher's class trip {"class_id", "seats"} or a guardian's seat for a child {"student_id"}.
 

@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.common import SHANGHAI, AwareDateTime
+from app.common import SHANGHAI, AwareDateTime, Id, PageArgs, SchoolYear
 from app.matching.models import BOOKING_STATUSES
 from app.venues.models import ACTIVITY_KINDS, VENUE_KINDS, VENUE_LEVELS
 
@@ -35,24 +35,23 @@ class DayOrTime(AwareDateTime):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-class _Page(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+class _Page(PageArgs):
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
 
 class DirectoryActivityArgs(_Page):
     start = DayOrTime(data_key="from")
     end = DayOrTime(data_key="to", end=True)
-    district_id = fields.Integer()
+    district_id = Id()
     grade = fields.Integer(validate=validate.Range(1, 9))
     theme = fields.String(validate=validate.Length(max=64))
     kind = fields.String(validate=validate.OneOf(ACTIVITY_KINDS))
-    venue_id = fields.Integer()
+    venue_id = Id()
     available = fields.Boolean(load_default=False, metadata={"description": "只看还有名额的活动"})
 
 
 class DirectoryVenueArgs(_Page):
-    district_id = fields.Integer()
+    district_id = Id()
     kind = fields.String(validate=validate.OneOf(VENUE_KINDS))
     level = fields.String(validate=validate.OneOf(VENUE_LEVELS))
 
@@ -64,9 +63,9 @@ class RecommendationArgs(Schema):
 
 
 class BookingCreateSchema(Schema):
-    class_id = fields.Integer(metadata={"description": "教师：班级团体预约"})
+    class_id = Id(metadata={"description": "教师：班级团体预约"})
     seats = fields.Integer(validate=validate.Range(1, 500), metadata={"description": "班级预约的学生人数"})
-    student_id = fields.Integer(metadata={"description": "家长：为一个孩子预约一个名额"})
+    student_id = Id(metadata={"description": "家长：为一个孩子预约一个名额"})
     waitlist = fields.Boolean(load_default=True, metadata={"description": "名额已满时是否加入候补（家长预约）"})
     note = fields.String(allow_none=True, validate=validate.Length(max=200))
 
@@ -81,9 +80,9 @@ class BookingCreateSchema(Schema):
 
 
 class BookingListArgs(_Page):
-    student_id = fields.Integer()
-    class_id = fields.Integer()
-    activity_id = fields.Integer()
+    student_id = Id()
+    class_id = Id()
+    activity_id = Id()
     status = fields.String(validate=validate.OneOf(BOOKING_STATUSES))
 
 
@@ -98,8 +97,8 @@ class VenueDayArgs(Schema):
 class NoShowArgs(Schema):
     start = DayOrTime(data_key="from")
     end = DayOrTime(data_key="to", end=True)
-    venue_id = fields.Integer()
+    venue_id = Id()
 
 
 class TalentArgs(Schema):
-    school_year = fields.String(validate=validate.Regexp(r"^\d{4}-\d{4}$"))
+    school_year = SchoolYear()

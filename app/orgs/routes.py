@@ -18,7 +18,7 @@ from app.auth.scope import (
     school_filter,
     student_filter,
 )
-from app.common import PageArgs, page_schema, paginate
+from app.common import PageArgs, error_responses, page_schema, paginate
 from app.errors import APIError
 from app.extensions import db
 from app.orgs import roster, service
@@ -52,6 +52,7 @@ class Districts(MethodView):
     @roles_required("admin", "city_officer")
     @blp.arguments(DistrictSchema)
     @blp.response(201, DistrictSchema)
+    @error_responses(blp, 409)
     def post(self, body):
         """Create a district."""
         return service.create_district(**body)
@@ -105,6 +106,7 @@ class Classes(MethodView):
     @roles_required("admin", "school_admin")
     @blp.arguments(ClassSchema)
     @blp.response(201, ClassSchema)
+    @error_responses(blp, 404, 409)
     def post(self, body):
         """Create a class (a school admin in its own school only)."""
         get_school(current_user(), body["school_id"])
@@ -136,6 +138,7 @@ class Students(MethodView):
     @roles_required("admin", "school_admin")
     @blp.arguments(StudentSchema)
     @blp.response(201, StudentSchema)
+    @error_responses(blp, 404, 409)
     def post(self, body):
         """Create a student (grade comes from the class)."""
         get_school(current_user(), body["school_id"])
@@ -174,6 +177,7 @@ def create_invite(student_id):
 @roles_required("admin", "school_admin")
 @blp.arguments(ImportArgs, location="query")
 @blp.response(200)
+@error_responses(blp, 400, 413)
 def import_roster(args, school_id):
     """Import a roster (CSV or XLSX; 学号/姓名/年级/班级 or English headers); all-or-nothing unless ?partial=true.
 

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.common import AwareDateTime
+from app.common import AwareDateTime, Id, PageArgs
 
 
 class DistrictSchema(Schema):
@@ -14,7 +14,7 @@ class DistrictSchema(Schema):
 class SchoolSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    district_id = fields.Integer(required=True)
+    district_id = Id(required=True)
     pilot = fields.Boolean(load_default=False)
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
@@ -22,15 +22,15 @@ class SchoolSchema(Schema):
 
 class ClassSchema(Schema):
     id = fields.Integer(dump_only=True)
-    school_id = fields.Integer(required=True)
+    school_id = Id(required=True)
     grade = fields.Integer(required=True, validate=validate.Range(1, 9))
     name = fields.String(required=True, validate=validate.Length(min=1, max=64))
 
 
 class StudentSchema(Schema):
     id = fields.Integer(dump_only=True)
-    school_id = fields.Integer(required=True)
-    class_id = fields.Integer(required=True)
+    school_id = Id(required=True)
+    class_id = Id(required=True)
     student_number = fields.String(required=True, validate=validate.Length(min=1, max=32))
     name = fields.String(required=True, validate=validate.Length(min=1, max=64))
     grade = fields.Integer(dump_only=True)
@@ -38,22 +38,18 @@ class StudentSchema(Schema):
 
 
 class StudentUpdateSchema(Schema):
-    class_id = fields.Integer()
+    class_id = Id()
     name = fields.String(validate=validate.Length(min=1, max=64))
     active = fields.Boolean()
 
 
-class StudentListArgs(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    school_id = fields.Integer()
-    class_id = fields.Integer()
+class StudentListArgs(PageArgs):
+    school_id = Id()
+    class_id = Id()
 
 
-class SchoolListArgs(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    district_id = fields.Integer()
+class SchoolListArgs(PageArgs):
+    district_id = Id()
 
 
 class InviteSchema(Schema):

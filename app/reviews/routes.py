@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from app.auth.scope import current_user, get_school, get_student, roles_required
-from app.common import paginate
+from app.common import documents, error_responses, file_responses, paginate
 from app.errors import APIError, not_found
 from app.extensions import db
 from app.reviews import service
@@ -21,6 +21,7 @@ from app.reviews.schemas import (
     QueueArgs,
     TermClosureSchema,
 )
+from app.transcripts.schemas import LedgerEntrySchema
 from app.transcripts.service import entry_view
 
 blp = Blueprint("reviews", __name__, url_prefix="/api/v1", description="复核、申诉、竞赛获奖认定与学期归档 Reviews")
@@ -54,6 +55,7 @@ def get_review(review_id):
 @roles_required("teacher", "school_admin")
 @blp.arguments(DecisionSchema)
 @blp.response(200)
+@error_responses(blp, 409)
 def decide(body, review_id):
     """Approve (writes the credit) or reject with a reason (reverses a credit already written)."""
     review = service.decide(user=current_user(), review_id=review_id, decision=body["decision"],
@@ -65,6 +67,7 @@ def decide(body, review_id):
 @roles_required("student", "guardian")
 @blp.arguments(AppealSchema)
 @blp.response(200)
+@error_responses(blp, 409)
 def appeal(body, review_id):
     """Appeal a rejection once, within 7 days; the school admin decides."""
     return service.review_view(service.appeal(user=current_user(), review_id=review_id, reason=body["reason"]))
@@ -73,6 +76,7 @@ def appeal(body, review_id):
 @blp.route("/students/<int:student_id>/claims", methods=["POST"])
 @roles_required("student", "guardian", "teacher")
 @blp.response(201, ClaimCreatedSchema)
+@error_responses(blp, 413, 422)
 def submit_claim(student_id):
     """竞赛获奖认定: multipart form (competition, level, award, work_title, date) + file `evidence`.
 
@@ -97,7 +101,7 @@ def submit_claim(student_id):
 
 @blp.route("/claims/<int:claim_id>/evidence", methods=["GET"])
 @roles_required("teacher", "school_admin", "student", "guardian")
-@blp.response(200, content_type="application/octet-stream")
+@file_responses(blp, "image/png", "image/jpeg", "application/pdf")
 def evidence(claim_id):
     """The claim's evidence file, for the pupil, their guardians, their teachers and school admin."""
     claim = db.session.get(CompetitionClaim, claim_id)
@@ -113,6 +117,7 @@ def evidence(claim_id):
 @blp.route("/schools/<int:school_id>/terms/<school_year>/<int:term>/close", methods=["POST"])
 @roles_required("school_admin")
 @blp.response(201, TermClosureSchema)
+@error_responses(blp, 409, 422)
 def close_term(school_id, school_year, term):
     """学期归档: freeze the term; later scans and approvals dated in it are refused (term_closed)."""
     user = current_user()
@@ -124,6 +129,7 @@ def close_term(school_id, school_year, term):
 @roles_required("school_admin")
 @blp.arguments(AdjustmentSchema)
 @blp.response(201)
+@documents(blp, 201, LedgerEntrySchema)
 def adjust(body, student_id):
     """A manual adjustment with a reason (also the only change allowed in a closed term)."""
     user = current_user()

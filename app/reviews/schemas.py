@@ -2,14 +2,13 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.common import AwareDateTime, Credits
+from app.common import AwareDateTime, Credits, PageArgs, SchoolYear
 from app.reviews.models import AWARDS, COMPETITION_LEVELS, REVIEW_STATUSES
 from app.venues.models import ACTIVITY_KINDS
 
 
-class QueueArgs(Schema):
+class QueueArgs(PageArgs):
     status = fields.String(load_default="pending", validate=validate.OneOf(REVIEW_STATUSES))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
 
@@ -39,7 +38,7 @@ class ClaimCreatedSchema(Schema):
 class AdjustmentSchema(Schema):
     amount = Credits(required=True)
     reason = fields.String(required=True, validate=validate.Length(min=2, max=500))
-    school_year = fields.String(required=True, validate=validate.Regexp(r"^\d{4}-\d{4}$"))
+    school_year = SchoolYear(required=True)
     term = fields.Integer(required=True, validate=validate.OneOf((1, 2)))
     activity_kind = fields.String(validate=validate.OneOf(ACTIVITY_KINDS))
 

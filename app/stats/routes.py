@@ -6,6 +6,7 @@ from flask import jsonify
 from flask_smorest import Blueprint
 
 from app.auth.scope import current_user, roles_required
+from app.common import error_responses, file_responses
 from app.credits.rules import local_date, school_year_of
 from app.db import utcnow
 from app.stats import export, service
@@ -22,6 +23,8 @@ def _school_year(args: dict) -> str:
 @roles_required(*service.OFFICER_ROLES)
 @blp.arguments(CreditStatsArgs, location="query")
 @blp.response(200, CreditStatsSchema)
+@file_responses(blp, export.XLSX_MIME, "text/csv")
+@error_responses(blp, 404)
 def credit_stats(args):
     """Credits by district, school, grade, activity kind, venue kind or month (one or two), with
     small-cell suppression; ?format=xlsx|csv for a spreadsheet."""
@@ -38,6 +41,8 @@ def credit_stats(args):
 @roles_required(*service.OFFICER_ROLES)
 @blp.arguments(VenueStatsArgs, location="query")
 @blp.response(200, VenueStatsSchema)
+@file_responses(blp, export.XLSX_MIME, "text/csv")
+@error_responses(blp, 404)
 def venue_stats(args):
     """The venue activity index (科普活动指数): per venue, check-ins, pupils, schools and districts
     reached, credits; ?group_by=month splits by month; ?format=xlsx|csv for a spreadsheet."""

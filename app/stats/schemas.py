@@ -4,27 +4,28 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from app.common import Id, SchoolYear
+
 FORMATS = ("json", "xlsx", "csv")
-SCHOOL_YEAR = validate.Regexp(r"^\d{4}-\d{4}$", error="学年格式应为 2025-2026。")
 
 
 class CreditStatsArgs(Schema):
-    school_year = fields.String(validate=SCHOOL_YEAR, metadata={"description": "学年，默认本学年，如 2026-2027"})
+    school_year = SchoolYear(metadata={"description": "学年，默认本学年，如 2026-2027"})
     group_by = fields.String(
         required=True,
         metadata={"description": "1–2 个分组维度，逗号分隔：district, school, grade, activity_kind, venue_kind, month"},
     )
-    district_id = fields.Integer(metadata={"description": "只统计该区（区教育局只能是本区）"})
-    school_id = fields.Integer(metadata={"description": "只统计该校"})
+    district_id = Id(metadata={"description": "只统计该区（区教育局只能是本区）"})
+    school_id = Id(metadata={"description": "只统计该校"})
     grade = fields.Integer(validate=validate.Range(1, 9), metadata={"description": "只统计该年级（学生当前年级）"})
     format = fields.String(load_default="json", validate=validate.OneOf(FORMATS))
 
 
 class VenueStatsArgs(Schema):
-    school_year = fields.String(validate=SCHOOL_YEAR)
+    school_year = SchoolYear()
     group_by = fields.String(validate=validate.OneOf(("month",)), metadata={"description": "month：按月拆分"})
-    district_id = fields.Integer(metadata={"description": "只统计该区的学生"})
-    school_id = fields.Integer(metadata={"description": "只统计该校的学生"})
+    district_id = Id(metadata={"description": "只统计该区的学生"})
+    school_id = Id(metadata={"description": "只统计该校的学生"})
     format = fields.String(load_default="json", validate=validate.OneOf(FORMATS))
 
 

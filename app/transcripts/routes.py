@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from app.audit.service import record_read, record_reads
 from app.auth.scope import current_user, get_class, get_school, get_student, roles_required
+from app.common import documents, file_responses
 from app.credits.rules import ACTIVITY_KIND_LABELS, local_date, school_year_of
 from app.db import utcnow
 from app.errors import not_found
@@ -29,6 +30,7 @@ from app.transcripts.schemas import (
     CredentialSchema,
     RevokeBody,
     TranscriptArgs,
+    TranscriptSchema,
     VerifyBody,
     VerifyResultSchema,
     YearArgs,
@@ -62,6 +64,8 @@ def _download(data: bytes, mimetype: str, filename: str, *, inline: bool = False
 @roles_required(*RECORD_READERS)
 @blp.arguments(TranscriptArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, TranscriptSchema)
+@file_responses(blp, "application/pdf")
 def student_transcript(args, student_id):
     """The yearly transcript (学分报告单) with its signed credential; ?format=pdf for the printable page.
 
@@ -101,6 +105,7 @@ def my_children(args):
 @roles_required("teacher", "school_admin")
 @blp.arguments(ClassProgressArgs, location="query")
 @blp.response(200, ClassProgressSchema)
+@file_responses(blp, XLSX)
 def class_progress(args, class_id):
     """One row per pupil of the class (total, requirement, kinds, last activity, open reviews), sortable;
     ?format=xlsx for Excel. Each pupil's row read is written to the audit log."""
@@ -120,7 +125,7 @@ def class_progress(args, class_id):
 @blp.route("/schools/<int:school_id>/progress.xlsx", methods=["GET"])
 @roles_required("school_admin")
 @blp.arguments(YearArgs, location="query")
-@blp.response(200, content_type=XLSX)
+@file_responses(blp, XLSX)
 def school_progress_xlsx(args, school_id):
     """The whole school's progress as one workbook: a sheet per class, a row per pupil (audited)."""
     user = current_user()
@@ -200,7 +205,7 @@ def credential_status(public_id):
 
 @public_blp.route("/.well-known/jwks.json", methods=["GET"])
 @public_blp.doc(**PUBLIC)
-@public_blp.response(200)
+@file_responses(public_blp, "application/jwk-set+json", schema={"type": "object"})
 def jwks():
     """The public keys that sign transcript credentials, current and retired (verify offline with these)."""
     from app.transcripts import keys
@@ -235,7 +240,9 @@ def _local_times(claims: dict | None) -> dict:
 
 @public_blp.route("/verify/<path:ref>", methods=["GET"])
 @public_blp.doc(**PUBLIC)
-@public_blp.response(200, content_type="text/html")
+@file_responses(public_blp, "text/html", schema={"type": "string"})
+@public_blp.alt_response(404, schema={"type": "string"}, content_type="text/html",
+                         description="no such credential: the same page, saying so")
 def verify_page(ref):
     """The page a transcript's QR code opens: valid or not, why, and what the credential says."""
     if "." in ref:  # a whole VC-JWT pasted into the URL

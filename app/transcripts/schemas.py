@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from app.common import SchoolYear
 from app.transcripts.progress import SORT_KEYS
-
-SCHOOL_YEAR = validate.Regexp(r"^\d{4}-\d{4}$", error="学年格式应为 2025-2026。")
 
 
 class TranscriptArgs(Schema):
-    school_year = fields.String(validate=SCHOOL_YEAR)
+    school_year = SchoolYear()
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "pdf")))
 
 
 class YearArgs(Schema):
-    school_year = fields.String(validate=SCHOOL_YEAR)
+    school_year = SchoolYear()
 
 
 class ClassProgressArgs(Schema):
-    school_year = fields.String(validate=SCHOOL_YEAR)
+    school_year = SchoolYear()
     sort = fields.String(load_default="student_number",
                          validate=validate.OneOf([*SORT_KEYS, *(f"-{k}" for k in SORT_KEYS)]))
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "xlsx")))
@@ -73,6 +72,74 @@ class ChildSchema(Schema):
 
 class ChildrenSchema(Schema):
     items = fields.List(fields.Nested(ChildSchema))
+
+
+class LedgerEntrySchema(Schema):
+    """One ledger entry (SPEC §6) as transcripts, the ledger and adjustments show it."""
+
+    id = fields.Integer()
+    student_id = fields.Integer()
+    seq = fields.Integer()
+    kind = fields.String(metadata={"description": "credit, reversal or adjustment"})
+    amount = fields.String(metadata={"description": "two decimals, negative for a reversal: \"-1.50\""})
+    activity_kind = fields.String(allow_none=True)
+    competition = fields.String(allow_none=True)
+    source = fields.String(metadata={"description": "checkin, claim, manual or recompute"})
+    source_id = fields.Integer(allow_none=True)
+    reverses_id = fields.Integer(allow_none=True)
+    venue_id = fields.Integer(allow_none=True)
+    occurred_at = fields.String(allow_none=True)
+    school_year = fields.String()
+    term = fields.Integer()
+    rule_version = fields.String(allow_none=True)
+    explanation = fields.Dict(allow_none=True)
+    created_at = fields.String()
+    created_by = fields.Integer(allow_none=True)
+    prev_hash = fields.String()
+    hash = fields.String()
+
+
+class TranscriptStudentSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    student_number = fields.String()
+    grade = fields.Integer()
+    class_id = fields.Integer()
+    class_name = fields.String()
+    school_id = fields.Integer()
+    school_name = fields.String()
+
+
+class TranscriptCredentialSchema(Schema):
+    id = fields.String()
+    type = fields.List(fields.String())
+    format = fields.String()
+    jwt = fields.String(metadata={"description": "the signed VC-JWT (verify with /.well-known/jwks.json)"})
+    kid = fields.String()
+    verify_url = fields.String()
+    status_url = fields.String()
+    valid_from = fields.String()
+    valid_until = fields.String()
+    status = fields.String()
+    entries = fields.Integer()
+    ledger_head = fields.String()
+
+
+class TranscriptSchema(Schema):
+    """学分报告单: the year's totals against the requirement, every entry, and the signed credential."""
+
+    student = fields.Nested(TranscriptStudentSchema)
+    school_year = fields.String()
+    rule_version = fields.String()
+    total = fields.String()
+    required = fields.String()
+    met = fields.Boolean()
+    kinds = fields.List(fields.String())
+    missing = fields.Nested(MissingSchema)
+    by_kind = fields.Dict(keys=fields.String(), values=fields.String())
+    by_term = fields.Dict(keys=fields.String(), values=fields.String())
+    entries = fields.List(fields.Nested(LedgerEntrySchema))
+    credential = fields.Nested(TranscriptCredentialSchema, allow_none=True)
 
 
 class VerifyBody(Schema):

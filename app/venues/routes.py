@@ -16,7 +16,7 @@ from app.auth.scope import (
     managed_venue_filter,
     roles_required,
 )
-from app.common import PageArgs, page_schema, paginate
+from app.common import PageArgs, error_responses, file_responses, page_schema, paginate
 from app.credits import ledger
 from app.db import utcnow
 from app.errors import not_found
@@ -96,6 +96,7 @@ class Activities(MethodView):
     @roles_required("admin", "city_officer", "venue_staff")
     @blp.arguments(ActivitySchema)
     @blp.response(201, ActivitySchema)
+    @error_responses(blp, 404)
     def post(self, body):
         """Create an activity at a venue the caller manages."""
         venue = get_managed_venue(current_user(), body.pop("venue_id"))
@@ -137,7 +138,7 @@ def _qr_response(data: bytes, mimetype: str) -> Response:
 @blp.route("/activities/<int:activity_id>/code.png", methods=["GET"])
 @roles_required("admin", "city_officer", "venue_staff")
 @blp.arguments(CodeArgs, location="query")
-@blp.response(200, content_type="image/png")
+@file_responses(blp, "image/png")
 def activity_code_png(args, activity_id):
     """The current venue code as a PNG QR image of its URL."""
     activity = get_managed_activity(current_user(), activity_id)
@@ -147,7 +148,7 @@ def activity_code_png(args, activity_id):
 @blp.route("/activities/<int:activity_id>/code.svg", methods=["GET"])
 @roles_required("admin", "city_officer", "venue_staff")
 @blp.arguments(CodeArgs, location="query")
-@blp.response(200, content_type="image/svg+xml")
+@file_responses(blp, "image/svg+xml")
 def activity_code_svg(args, activity_id):
     """The current venue code as an SVG QR image of its URL."""
     activity = get_managed_activity(current_user(), activity_id)
@@ -181,7 +182,7 @@ class StudentPass(MethodView):
 
 @blp.route("/students/<int:student_id>/pass.png", methods=["GET"])
 @roles_required(*PASS_READERS)
-@blp.response(200, content_type="image/png")
+@file_responses(blp, "image/png")
 def student_pass_png(student_id):
     """The student's pass as a PNG QR image (print it for pupils without a phone)."""
     user = current_user()

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.common import AwareDateTime
+from app.common import MAX_ID, AwareDateTime, Id, PageArgs
 from app.venues.models import ACTIVITY_KINDS, VENUE_KINDS, VENUE_LEVELS
 
 
@@ -11,7 +11,7 @@ class VenueSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=128))
     kind = fields.String(required=True, validate=validate.OneOf(VENUE_KINDS))
     level = fields.String(required=True, validate=validate.OneOf(VENUE_LEVELS))
-    district_id = fields.Integer(required=True)
+    district_id = Id(required=True)
     address = fields.String(allow_none=True, validate=validate.Length(max=255))
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
@@ -29,14 +29,14 @@ class VenueUpdateSchema(Schema):
 
 class ActivitySchema(Schema):
     id = fields.Integer(dump_only=True)
-    venue_id = fields.Integer(required=True)
+    venue_id = Id(required=True)
     kind = fields.String(required=True, validate=validate.OneOf(ACTIVITY_KINDS))
     title = fields.String(required=True, validate=validate.Length(min=1, max=200))
     theme = fields.String(allow_none=True, validate=validate.Length(max=64))
     starts_at = AwareDateTime(required=True)
     ends_at = AwareDateTime(required=True)
     min_minutes = fields.Integer(validate=validate.Range(min=1, max=24 * 60))
-    capacity = fields.Integer(allow_none=True, validate=validate.Range(min=1))
+    capacity = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=MAX_ID))
     grades = fields.List(
         fields.Integer(validate=validate.Range(1, 9)), validate=validate.Length(min=1, max=9)
     )
@@ -47,10 +47,8 @@ class ActivitySchema(Schema):
             raise ValidationError("结束时间必须晚于开始时间。", "ends_at")
 
 
-class ActivityListArgs(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    venue_id = fields.Integer()
+class ActivityListArgs(PageArgs):
+    venue_id = Id()
     starts_after = AwareDateTime()
     starts_before = AwareDateTime()
 

@@ -53,9 +53,11 @@ def _ensure_instance_dir(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from app import models  # noqa: F401  (the whole schema, for SQLAlchemy and Alembic)
-    from app.db import configure_sqlite
+    from app.db import configure_sqlite, sqlite_engine_options
     from app.extensions import api, csrf, db, limiter, migrate
 
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = sqlite_engine_options(
+        app.config["SQLALCHEMY_DATABASE_URI"], dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}))
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -58,6 +61,84 @@ class Money(TypeDecorator):
         return (Decimal(int(value)) / 100).quantize(CENT)
 
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: there SQLite's own busy handler queues the writers
+    fcntl = None
+
+_thread_state = threading.local()
+
+
+def _held_here() -> set[str]:
+    """The write-lock files this thread holds (a second connection of the same thread must not wait)."""
+    held = getattr(_thread_state, "held", None)
+    if held is None:
+        held = _thread_state.held = set()
+    return held
+
+class QueuedWriterConnection(sqlite3.Connection):
+    """A sqlite3 connection whose write transactions first take an flock on a file beside the
+    database, and drop it when they commit or roll back.
+
+    SQLite's busy handler makes a blocked writer sleep and retry (1, 2, 5 … up to 100 ms between
+    tries), so with several gunicorn workers the write lock sat idle while the next writer slept:
+    scans queued for hundreds of milliseconds with the database doing nothing. A writer waiting on
+    the flock sleeps in the kernel and wakes as soon as it is released; SQLite still guards the
+    data, the flock only queues the writers.
+    """
+
+    write_lock_path: str | None = None
+    _lock_fd: int | None = None
+    _locked = False
+
+    def acquire_write_lock(self) -> None:
+        if self._locked or not self.write_lock_path or fcntl is None:
+            return
+        held = _held_here()
+        if self.write_lock_path in held:
+            # This thread already writes through another connection: waiting would never end.
+            raise sqlite3.OperationalError("database is locked (this thread already holds the write lock)")
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.write_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._locked = True
+        held.add(self.write_lock_path)
+
+    def _release_write_lock(self) -> None:
+        if self._locked:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._locked = False
+            _held_here().discard(self.write_lock_path)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release_write_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release_write_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release_write_lock()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+
+def sqlite_engine_options(uri: str, options: dict) -> dict:
+    """Engine options for a SQLite file: connections that queue their writers (above)."""
+    if not uri.startswith("sqlite") or ":memory:" in uri or uri.rstrip("/").endswith("sqlite:"):
+        return options
+    return {**options, "connect_args": {**options.get("connect_args", {}), "factory": QueuedWriterConnection}}
+
+
 def configure_sqlite(engine: Engine) -> None:
     """Make SQLite safe for several app processes: WAL, a busy timeout, and write transactions
     that take the write lock when they begin (BEGIN IMMEDIATE).
@@ -70,6 +151,8 @@ def configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see below)
+        if isinstance(dbapi_connection, QueuedWriterConnection) and engine.url.database:
+            dbapi_connection.write_lock_path = f"{engine.url.database}-writelock"
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
@@ -80,6 +163,10 @@ def configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         read_only = has_request_context() and (request.method in ("GET", "HEAD", "OPTIONS") or _read_phase())
+        if not read_only:
+            dbapi_connection = connection.connection.dbapi_connection
+            if isinstance(dbapi_connection, QueuedWriterConnection):
+                dbapi_connection.acquire_write_lock()
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 

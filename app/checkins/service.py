@@ -2,15 +2,16 @@
 
 One scan is one transaction: verify the code or pass, lock the student (so a student's scans
 queue, whatever the concurrency), settle stale stays, open or close a stay, credit it, store the
-scan with its answer, commit once. Refused scans are stored too, with their reason. A nonce makes
+scan with its answer, commit once. Refused scans are stored too, with their reason (and nothing
+else: whatever the pipeline wrote before it found the reason is rolled back). A nonce makes
 a scan idempotent: the same nonce and body replays the stored answer; a different body is a 409.
 
 Times: a code scan (student or guardian) happens *now*, because the code itself is only valid for
 60 s; a staff scan may carry `scanned_at` from an offline device (≤ 72 h old, ≤ 2 min ahead).
 A stay must be closed by min(activity end, local midnight of its entry day); an exit scan up to
 EXIT_GRACE later still closes it, the stay counting up to that deadline. An open stay past its
-deadline becomes `no_exit` (未签退) when the student's next scan arrives or `flask checkins
-expire` runs; a staff exit scan whose scanned_at lies within the stay may still complete it.
+deadline becomes `no_exit` (未签退) when the student's next accepted entry arrives or `flask
+checkins expire` runs; a staff exit scan whose scanned_at lies within the stay may still complete it.
 """
 
 from __future__ import annotations
@@ -253,14 +254,16 @@ def scan(req: ScanRequest, *, now: datetime | None = None) -> ScanResult:
         if replay is not None:
             db.session.rollback()
             return replay
-        with db.session.begin_nested():
-            stay, entry = _apply(req, target)
+        stay, entry = _apply(req, target)
         body = {"checkin": checkin_view(stay), "credit": credit_view(entry), "replayed": False}
         result = ScanResult(201, body)
         stored = dict(direction=target.direction, student_id=student_id, activity_id=activity_id,
                       checkin_id=stay.id, when=target.when, reason=None)
     except Refused as refusal:
-        end_read_phase(db.session)  # refused before the pupil was locked: storing it writes
+        # A refused scan changes nothing but the scan log: undo what the pipeline wrote before it
+        # found the reason (a stay marked 未签退, a seat lock), then store the refusal.
+        end_read_phase(db.session)
+        db.session.rollback()
         replay = _replay(req, digest)
         if replay is not None:
             db.session.rollback()
@@ -465,21 +468,6 @@ def deadline_of(activity: Activity, entered_at: datetime) -> datetime:
     return min(activity.ends_at, local_day_bounds(entered_at)[1])
 
 
-def expire_stale(student_id: int, now: datetime) -> int:
-    """Mark the student's stays open past their deadline (and grace) as no_exit; returns how many."""
-    stale = db.session.scalars(
-        select(Checkin).where(
-            Checkin.student_id == student_id,
-            Checkin.status.in_(OPEN),
-            Checkin.exited_at.is_(None),
-            Checkin.deadline < now - EXIT_GRACE,
-        )
-    ).all()
-    for checkin in stale:
-        checkin.status = "no_exit"
-    return len(stale)
-
-
 def expire_all(now: datetime | None = None) -> int:
     """Mark every stay open past its deadline (and grace) as no_exit, for all students."""
     now = now or utcnow()
@@ -538,7 +526,6 @@ def _exit(req: ScanRequest, target: Target):
     row = db.session.execute(_EXIT_CANDIDATE, {"student_id": student.id, "activity_id": activity.id,
                                                "when": when}).first()
     if row is None or when > row.deadline + EXIT_GRACE:
-        expire_stale(student.id, when)
         raise Refused("not_checked_in")
     stay = Stay(**row._asdict(), activity=activity)
     stay.exited_at = min(when, stay.deadline)

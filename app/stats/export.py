@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
+from operator import itemgetter
 from urllib.parse import quote
 
 from flask import Response
@@ -71,14 +73,37 @@ def _converter(kind, for_csv: bool):
     return (lambda v: "" if v is None else v) if for_csv else (lambda v: v)
 
 
-def table(result: dict, columns: list[tuple], for_csv: bool) -> tuple[list[str], list[list]]:
+def table(result: dict, columns: list[tuple], for_csv: bool) -> tuple[list[str], Iterable[Sequence]]:
+    """(headers, rows) of the answer's items: dicts, or tuples in the order of result["fields"]
+    (service.credit_stats(as_tuples=True)). The rows come lazily, one at a time."""
     headers = [c[0] for c in columns]
-    getters = [(key, _converter(kind, for_csv)) for _h, key, kind in columns]
-    rows = [[convert(item.get(key)) for key, convert in getters] for item in result["items"]]
-    return headers, rows
+    fields = result.get("fields")
+    if fields is None:
+        getters = [(key, _converter(kind, for_csv)) for _h, key, kind in columns]
+        return headers, ([convert(item.get(key)) for key, convert in getters] for item in result["items"])
+    return headers, _tuple_rows(result["items"], fields, columns, for_csv)
 
 
-def to_csv(headers: list[str], rows: list[list]) -> bytes:
+def _tuple_rows(items: list[tuple], fields, columns: list[tuple], for_csv: bool) -> Iterator[Sequence]:
+    """The rows of tuple items. For csv only the yes/no columns need converting (csv writes None as
+    an empty cell and the credit strings as they are): one C-level itemgetter per row picks the rest."""
+    at = {name: i for i, name in enumerate(fields)}
+    items = [(*item, None) for item in items] if any(key not in at for _h, key, _k in columns) else items
+    positions = [at.get(key, len(fields)) for _h, key, _k in columns]  # (a column the rows lack: empty)
+    converters = [(i, _converter(kind, for_csv)) for i, (_h, _key, kind) in enumerate(columns)
+                  if not (for_csv and kind is not bool)]
+    pick = itemgetter(*positions) if len(positions) > 1 else (lambda item, i=positions[0]: (item[i],))
+    if not converters:
+        yield from map(pick, items)
+        return
+    for item in items:
+        row = list(pick(item))
+        for i, convert in converters:
+            row[i] = convert(row[i])
+        yield row
+
+
+def to_csv(headers: list[str], rows: Iterable[Sequence]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(headers)
@@ -86,7 +111,7 @@ def to_csv(headers: list[str], rows: list[list]) -> bytes:
     return out.getvalue().encode("utf-8-sig")
 
 
-def to_xlsx(headers: list[str], rows: list[list], title: str) -> bytes:
+def to_xlsx(headers: list[str], rows: Iterable[Sequence], title: str) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Font
 

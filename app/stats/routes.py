@@ -31,6 +31,7 @@ def credit_stats(args):
     result = service.credit_stats(
         user=current_user(), school_year=_school_year(args), group_by=args["group_by"],
         district_id=args.get("district_id"), school_id=args.get("school_id"), grade=args.get("grade"),
+        as_tuples=args["format"] != "json",  # a spreadsheet needs no dict per row (a city is thousands)
     )
     if args["format"] != "json":
         return export.file_response(result, args["format"], venues=False)
@@ -48,7 +49,7 @@ def venue_stats(args):
     reached, credits; ?group_by=month splits by month; ?format=xlsx|csv for a spreadsheet."""
     result = service.venue_stats(
         user=current_user(), school_year=_school_year(args), group_by=args.get("group_by"),
-        district_id=args.get("district_id"), school_id=args.get("school_id"),
+        district_id=args.get("district_id"), school_id=args.get("school_id"), as_tuples=args["format"] != "json",
     )
     if args["format"] != "json":
         return export.file_response(result, args["format"], venues=True)

@@ -61,6 +61,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass
+from operator import itemgetter
 
 from flask import current_app, has_app_context
 from sqlalchemy import BigInteger, case, cast, func, select
@@ -85,6 +86,7 @@ KIND_ORDER = {k: i for i, k in enumerate((*ACTIVITY_KINDS, COMPETITION, rollup.O
 VENUE_LABELS = {**VENUE_KIND_LABELS, rollup.NO_VENUE: "无场馆（竞赛、调整）"}
 VENUE_ORDER = {k: i for i, k in enumerate((*VENUE_KINDS, rollup.NO_VENUE))}
 OFFICER_ROLES = ("district_officer", "city_officer")
+_PART = 512  # result rows fetched at a time
 
 
 def min_cell() -> int:
@@ -177,15 +179,27 @@ def suppress(rows: list[GridRow], dims: list[str], threshold: int, parents: dict
     """Mark rows suppressed: primary (fewer than `threshold` pupils described) and complementary
     (no margin group may hide exactly one row). `parents` maps a dimension to a function of its
     value that its margin groups stay within (school → district, venue → venue kind)."""
+    primary, hidden = suppression(lambda: [tuple(r.key[d] for d in dims) for r in rows],
+                                  [r.students for r in rows], [r.participating for r in rows], dims, threshold,
+                                  parents)
+    for row, is_primary, is_hidden in zip(rows, primary, hidden, strict=True):
+        row.primary = is_primary
+        row.suppressed = is_hidden
+
+
+def suppression(values_of, students: list[int], participating: list[int], dims: list[str], threshold: int,
+                parents: dict[str, dict] | None = None) -> tuple[list[bool], list[bool]]:
+    """The rule of `suppress` on plain columns: row i has `students[i]`, `participating[i]` and the
+    key values `values_of()[i]` (a tuple in `dims` order; asked for only when some row is primary).
+    Returns (primary, suppressed) flags per row."""
     parents = parents or {}
-    for row in rows:
-        row.primary = row.students < threshold or 0 < row.participating < threshold
-        row.suppressed = row.primary
-    if len(rows) < 2 or not any(r.primary for r in rows):
-        return
-    values = [tuple(r.key[d] for d in dims) for r in rows]
+    primary = [s < threshold or 0 < p < threshold for s, p in zip(students, participating, strict=True)]
+    suppressed = list(primary)
+    if len(primary) < 2 or not any(primary):
+        return primary, suppressed
+    values = values_of()
     groups: dict[tuple, list[int]] = defaultdict(list)
-    membership: list[list[tuple]] = [[] for _ in rows]
+    membership: list[list[tuple]] = [[] for _ in primary]
     for i, vals in enumerate(values):
         for j, d in enumerate(dims):
             parent = parents.get(d)
@@ -196,9 +210,9 @@ def suppress(rows: list[GridRow], dims: list[str], threshold: int, parents: dict
     # participants, then the first key: members sorted once, a pointer walks past hidden ones.
 
     def rank(i: int):  # values of one dimension share a type, so key tuples compare
-        return rows[i].students, rows[i].participating, values[i]
+        return students[i], participating[i], values[i]
 
-    hidden = {g: sum(rows[i].suppressed for i in members) for g, members in groups.items()}
+    hidden = {g: sum(suppressed[i] for i in members) for g, members in groups.items()}
     ordered: dict[tuple, list[int]] = {}
     cursor: dict[tuple, int] = {}
     queue = sorted((repr(g), g) for g, h in hidden.items() if h == 1)
@@ -212,17 +226,18 @@ def suppress(rows: list[GridRow], dims: list[str], threshold: int, parents: dict
             members = ordered[g] = sorted(groups[g], key=rank)
             cursor[g] = 0
         k = cursor[g]
-        while k < len(members) and rows[members[k]].suppressed:
+        while k < len(members) and suppressed[members[k]]:
             k += 1
         cursor[g] = k
         if k == len(members):
             continue  # a group of one: its total is that row, hidden already
         pick = members[k]
-        rows[pick].suppressed = True
+        suppressed[pick] = True
         for g2 in membership[pick]:
             hidden[g2] += 1
             if hidden[g2] == 1:
                 heapq.heappush(queue, (repr(g2), g2))
+    return primary, suppressed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,6 +270,18 @@ def credit_grid(*, scope: Scope, school_year: str, dims: list[str], threshold: i
     threshold there is nothing to suppress or complement, so only the rows matching `only` are built
     (the common case at city scale); otherwise the whole table is, for suppress() to see every group.
     """
+    cells, order, schools = credit_cells(scope=scope, school_year=school_year, dims=dims, threshold=threshold,
+                                         only=only)
+    n = len(order)
+    return [GridRow(dict(zip(order, c[:n], strict=True)), *c[n:]) for c in cells], schools
+
+
+def credit_cells(*, scope: Scope, school_year: str, dims: list[str], threshold: int | None = None,
+                 only: dict | None = None) -> tuple[list[tuple], tuple[str, ...], dict]:
+    """credit_grid as flat tuples: (cells, order, schools), each cell (*key values in `order`,
+    students, participating, credits, met) — `order` is `dims` in DIMENSIONS order. Plain tuples of
+    numbers and strings: a city's table of thousands of rows leaves nothing behind for the garbage
+    collector to walk (objects per row made each whole-city export pay for full collections)."""
     pupil = [d for d in PUPIL_DIMS if d in dims]
     entry = [d for d in ("activity_kind", "venue_kind", "month") if d in dims]
     grain = sum(ENTRY_BITS[d] for d in entry)
@@ -278,7 +305,8 @@ def credit_grid(*, scope: Scope, school_year: str, dims: list[str], threshold: i
     if pop_cols:
         population_query = population_query.group_by(*pop_cols)
     connection = db.session.connection()
-    population = {r[:-1]: int(r[-1]) for r in connection.execute(population_query).all() if r[-1]}
+    population = {r[:-1]: int(r[-1]) for part in connection.execute(population_query).partitions(_PART) for r in part
+                  if r[-1]}
 
     key_cols = ([cells.school_id] if by_school else [cells.district_id] if by_district else []) + (
         [cells.grade] if by_grade else [])
@@ -297,10 +325,11 @@ def credit_grid(*, scope: Scope, school_year: str, dims: list[str], threshold: i
     key_names = (["school"] if by_school else ["district"] if by_district else []) + (["grade"] if by_grade else [])
     add_district = by_school and "district" in pupil
     district_of = {sid: school.district_id for sid, school in schools.items()} if by_school else {}
-    names = (*key_names, *entry)
-    raw = []  # (values, students, participating, credits, met)
+    order = (*(("district",) if add_district else ()), *key_names, *entry)
+    out = []  # (*key values in order, students, participating, credits, met)
     seen: set[tuple] = set()
-    for r in connection.execute(cell_query).all():
+    # Rows are read in slices (fetchmany): never a whole table of result rows alive at once.
+    for r in (r for part in connection.execute(cell_query).partitions(_PART) for r in part):
         pk = r[:npk]
         students = population.get(pk)
         if not students:
@@ -308,35 +337,39 @@ def credit_grid(*, scope: Scope, school_year: str, dims: list[str], threshold: i
         participating, credits, met = int(r[-3] or 0), int(r[-2] or 0), int(r[-1] or 0)
         if entry and not participating and not credits:
             continue
-        raw.append((r[:-3], students, participating, credits, 0 if entry else met))
+        if add_district:
+            out.append((district_of.get(r[0]), *r[:-3], students, participating, credits, 0 if entry else met))
+        else:
+            out.append((*r[:-3], students, participating, credits, 0 if entry else met))
         seen.add(pk)
     if not entry:
-        raw.extend((pk, students, 0, 0, 0) for pk, students in population.items() if pk not in seen)
+        if add_district:
+            out.extend((district_of.get(pk[0]), *pk, students, 0, 0, 0)
+                       for pk, students in population.items() if pk not in seen)
+        else:
+            out.extend((*pk, students, 0, 0, 0) for pk, students in population.items() if pk not in seen)
 
-    if only and threshold is not None and not any(s < threshold or 0 < p < threshold for _, s, p, _, _ in raw):
+    n = len(order)
+    if only and threshold is not None and not any(
+            c[n] < threshold or 0 < c[n + 1] < threshold for c in out):
         wanted = []
         for dim, value in only.items():
-            if dim in names:
-                wanted.append((names.index(dim), value))
+            if dim in order:
+                wanted.append((order.index(dim), value))
             elif dim == "district" and by_school:
-                wanted.append((0, None, value))  # the school's district
-        raw = [t for t in raw if all(
-            (district_of.get(t[0][0]) == w[2]) if len(w) == 3 else t[0][w[0]] == w[1] for w in wanted)]
-
-    rows = []
-    for values, students, participating, credits, met in raw:
-        key = dict(zip(names, values, strict=True))
-        if add_district:
-            key["district"] = district_of.get(values[0])
-        rows.append(GridRow(key, students, participating, credits, met))
-    return rows, schools
+                wanted.append((order.index("school"), None, value))  # the school's district
+        out = [c for c in out if all(
+            (district_of.get(c[w[0]]) == w[2]) if len(w) == 3 else c[w[0]] == w[1] for w in wanted)]
+    return out, order, schools
 
 
 def credit_stats(*, user, school_year: str, group_by, district_id: int | None = None, school_id: int | None = None,
-                 grade: int | None = None, raw: bool = False) -> dict:
+                 grade: int | None = None, raw: bool = False, as_tuples: bool = False) -> dict:
     """GET /api/v1/stats/credits: rows per group with students, participation, credits and met rate.
 
     ``raw=True`` (tests only) adds the unsuppressed numbers to each row under ``"_raw"``.
+    ``as_tuples=True`` (spreadsheets): each item is a tuple of the values the row's dict would hold,
+    in the order of the answer's ``"fields"`` — the same answer without a dict per row.
     """
     scope = Scope.of(user)
     check_school_year(school_year)
@@ -351,30 +384,46 @@ def credit_stats(*, user, school_year: str, group_by, district_id: int | None = 
     grid_dims = [d for d in DIMENSIONS if d in grid_dims]
     only = {d: v for d, v in (("district", filters.district_id), ("school", filters.school_id),
                               ("grade", filters.grade)) if v is not None}
-    rows, schools = credit_grid(scope=_grid_scope(scope, grid_dims, filters), school_year=school_year, dims=grid_dims,
-                                threshold=min_cell(), only=only)
+    cells, order, schools = credit_cells(scope=_grid_scope(scope, grid_dims, filters), school_year=school_year,
+                                         dims=grid_dims, threshold=min_cell(), only=only)
+    n = len(grid_dims)
+    if list(order) != grid_dims:  # (credit_cells keeps DIMENSIONS order: never the case)
+        move = [order.index(d) for d in grid_dims]
+        cells = [(*(c[i] for i in move), *c[n:]) for c in cells]
     district_of = {sid: s.district_id for sid, s in schools.items()}
-    suppress(rows, grid_dims, min_cell(), {"school": district_of})
+    primary, hidden = suppression(lambda: [c[:n] for c in cells], [c[n] for c in cells], [c[n + 1] for c in cells],
+                                  grid_dims, min_cell(), {"school": district_of})
 
-    def keep(row: GridRow) -> bool:
-        key = row.key
-        if filters.school_id is not None and key.get("school") != filters.school_id:
-            return False
-        if filters.grade is not None and key.get("grade") != filters.grade:
-            return False
-        if filters.district_id is not None:
-            district = key.get("district", district_of.get(key.get("school")))
-            if district != filters.district_id:
-                return False
-        return True
+    # The filters, on the table suppressed as a whole.
+    position = {d: i for i, d in enumerate(grid_dims)}
+    tests = []
+    if filters.school_id is not None:
+        tests.append((position.get("school"), filters.school_id))
+    if filters.grade is not None:
+        tests.append((position.get("grade"), filters.grade))
+    kept = range(len(cells))
+    if tests:
+        kept = [i for i in kept if all(cells[i][p] == v if p is not None else v is None for p, v in tests)]
+    if filters.district_id is not None:
+        at, at_school = position.get("district"), position.get("school")
+        kept = [i for i in kept if (cells[i][at] if at is not None else
+                                    district_of.get(cells[i][at_school]) if at_school is not None else None)
+                == filters.district_id]
 
     entry_split = any(d in ENTRY_BITS for d in dims)
-    districts = _districts()
-    make_item = _credit_item_maker(dims, schools, districts, entry_split, raw)
-    items = [make_item(row) for row in sorted((r for r in rows if keep(r)), key=lambda r: _row_order(r, dims))]
+    fields, make = _credit_item_maker(dims, grid_dims, schools, _districts(), entry_split)
+    order_key = _row_order_key(dims, grid_dims)
+    ranked = sorted(kept, key=lambda i: order_key(cells[i]))
+    if raw:
+        items = [{**dict(zip(fields, make(cells[i], hidden[i]), strict=True)),
+                  "_raw": _raw_numbers(cells[i], n, entry_split, primary[i])} for i in ranked]
+    elif as_tuples:
+        items = [make(cells[i], hidden[i]) for i in ranked]
+    else:
+        items = [dict(zip(fields, make(cells[i], hidden[i]), strict=True)) for i in ranked]
     from app.credits.service import active_rules
 
-    return {
+    answer = {
         "school_year": school_year,
         "group_by": dims,
         "filters": {"district_id": filters.district_id, "school_id": filters.school_id, "grade": filters.grade},
@@ -382,6 +431,9 @@ def credit_stats(*, user, school_year: str, group_by, district_id: int | None = 
         "min_cell": min_cell(),
         "items": items,
     }
+    if as_tuples and not raw:
+        answer["fields"] = fields
+    return answer
 
 
 def _grid_scope(scope: Scope, grid_dims: list[str], filters: Filters) -> Scope:
@@ -401,6 +453,15 @@ def _row_order(row: GridRow, dims: list[str]):
     key = row.key
     return tuple(KIND_ORDER.get(key[d], 99) if d == "activity_kind" else
                  VENUE_ORDER.get(key[d], 99) if d == "venue_kind" else key[d] for d in dims)
+
+
+def _row_order_key(dims: list[str], grid_dims: list[str]):
+    """_row_order for a flat cell whose key values are in `grid_dims` order."""
+    steps = [(grid_dims.index(d), KIND_ORDER if d == "activity_kind" else VENUE_ORDER if d == "venue_kind" else None)
+             for d in dims]
+    if all(table is None for _, table in steps):
+        return itemgetter(*[i for i, _ in steps]) if len(steps) > 1 else (lambda c, i=steps[0][0]: (c[i],))
+    return lambda c: tuple(table.get(c[i], 99) if table is not None else c[i] for i, table in steps)
 
 
 def fmt_cents(cents: int) -> str:
@@ -440,49 +501,67 @@ _NUMBERS = ("students", "participating", "participation_rate", "credits_total", 
 _HIDDEN = dict.fromkeys(_NUMBERS)
 
 
-def _credit_item_maker(dims: list[str], schools, districts, entry_split: bool, raw: bool):
-    """A function turning a GridRow into its answer row (keys, label, numbers or nulls)."""
-    wire = {"district": "district_id", "school": "school_id"}
-    fields = [(d, wire.get(d, d)) for d in dims]
-    district_of_school = "school" in dims and "district" not in dims
-    labels: dict[str, dict] = {d: {} for d in dims}
+def _raw_numbers(cell: tuple, n: int, entry_split: bool, primary: bool) -> dict:
+    students, participating, credits, met = cell[n:]
+    return {
+        "students": students, "participating": participating,
+        "participation_rate": _rate(participating, students), "credits_total": fmt_cents(credits),
+        "credits_mean": fmt_cents(div_half_up(credits, students)) if students else None,
+        "met_rate": None if entry_split else _rate(met, students),
+        "credits_cents": credits, "met": met, "primary": primary,
+    }
 
-    def label(d, value):
-        cache = labels[d]
-        text = cache.get(value)
-        if text is None:
-            text = cache[value] = dimension_label(d, value, schools, districts)
+
+class _Labels(dict):
+    """value → label of one dimension, computed on first use (a plain dict lookup after that)."""
+
+    def __init__(self, compute):
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, value):
+        text = self[value] = self.compute(value)
         return text
 
-    def make(row: GridRow) -> dict:
-        key = row.key
-        item = {name: key[d] for d, name in fields}
-        if district_of_school:
-            school = schools.get(key["school"])
-            item["district_id"] = school.district_id if school else None
-        item["label"] = " / ".join([label(d, key[d]) for d in dims])
-        students = row.students
-        if row.suppressed:
-            item.update(_HIDDEN)
-        else:
-            item["students"] = students
-            item["participating"] = row.participating
-            item["participation_rate"] = _rate(row.participating, students)
-            item["credits_total"] = fmt_cents(row.credits)
-            item["credits_mean"] = fmt_cents(div_half_up(row.credits, students)) if students else None
-            item["met_rate"] = None if entry_split else _rate(row.met, students)
-        item["suppressed"] = row.suppressed
-        if raw:
-            item["_raw"] = {
-                "students": students, "participating": row.participating,
-                "participation_rate": _rate(row.participating, students), "credits_total": fmt_cents(row.credits),
-                "credits_mean": fmt_cents(div_half_up(row.credits, students)) if students else None,
-                "met_rate": None if entry_split else _rate(row.met, students),
-                "credits_cents": row.credits, "met": row.met, "primary": row.primary,
-            }
-        return item
 
-    return make
+def _credit_item_maker(dims: list[str], grid_dims: list[str], schools, districts, entry_split: bool):
+    """(fields, make): make(cell, suppressed) turns a flat cell (key values in `grid_dims` order,
+    then students, participating, credits, met) into its answer row as a tuple of `fields` — keys,
+    label, numbers or nulls, suppressed. Called once per row of a city: kept to plain operations."""
+    wire = {"district": "district_id", "school": "school_id"}
+    district_of_school = "school" in dims and "district" not in dims
+    fields = (*(wire.get(d, d) for d in dims), *(("district_id",) if district_of_school else ()), "label",
+              *_NUMBERS, "suppressed")
+    at = [grid_dims.index(d) for d in dims]
+    n = len(grid_dims)
+    labels = [(i, _Labels(lambda value, d=d: dimension_label(d, value, schools, districts))) for d, i in zip(dims, at, strict=True)]
+    if district_of_school:
+        at_school = grid_dims.index("school")
+        district = {sid: school.district_id for sid, school in schools.items()}
+        pick = lambda cell: (*(cell[i] for i in at), district.get(cell[at_school]))  # noqa: E731
+    elif len(at) > 1:
+        pick = itemgetter(*at)
+    else:
+        pick = lambda cell, i=at[0]: (cell[i],)  # noqa: E731
+    if len(labels) == 2:
+        (i0, la), (i1, lb) = labels
+        label = lambda cell: f"{la[cell[i0]]} / {lb[cell[i1]]}"  # noqa: E731  (" / ".join of the two)
+    else:
+        (i0, la), = labels
+        label = lambda cell: la[cell[i0]]  # noqa: E731
+    hidden_numbers = (None,) * len(_NUMBERS)
+    rate = _rate
+    cents = fmt_cents
+
+    def make(cell: tuple, suppressed: bool) -> tuple:
+        if suppressed:
+            return (*pick(cell), label(cell), *hidden_numbers, True)
+        students, participating, credits, met = cell[n:]
+        return (*pick(cell), label(cell), students, participating, rate(participating, students), cents(credits),
+                cents(div_half_up(credits, students)) if students else None,
+                None if entry_split else rate(met, students), False)
+
+    return fields, make
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,6 +571,15 @@ def _credit_item_maker(dims: list[str], schools, districts, entry_split: bool, r
 def venue_grid(*, scope: Scope, school_year: str, by_month: bool, pupil_dim: str | None) -> tuple[list[GridRow], dict]:
     """Per venue (and month, and the pupils' district or school when filtered), from the roll-ups:
     the district-level table, or the school-level one when split by school."""
+    cells, names = venue_cells(scope=scope, school_year=school_year, by_month=by_month, pupil_dim=pupil_dim)
+    n = len(names)
+    return [GridRow(dict(zip(names, c[:n], strict=True)), c[n], c[n], c[n + 1], 0,
+                    extra={"checkins": c[n + 2], "schools": c[n + 3], "districts": c[n + 4]}) for c in cells], {}
+
+
+def venue_cells(*, scope: Scope, school_year: str, by_month: bool, pupil_dim: str | None) -> tuple[list[tuple], tuple]:
+    """venue_grid as flat tuples: (cells, names), each cell (*key values in `names` order — venue,
+    month, the pupil dimension —, students, credits, checkins, schools, districts)."""
     per_school = pupil_dim == "school"
     t = (StatsVenueCell if per_school else StatsVenueDistrict).__table__.c
     sch = School.__table__.c
@@ -519,20 +607,28 @@ def venue_grid(*, scope: Scope, school_year: str, by_month: bool, pupil_dim: str
         query = query.where(t.district_id == scope.district_id)
     names = ("venue", *(("month",) if by_month else ()), *((pupil_dim,) if pupil_dim else ()))
     n = len(names)
-    rows = []
-    for r in db.session.connection().execute(query).all():
-        students, checkins, credits, reached, districts = r[n:]
-        students, checkins, credits = int(students or 0), int(checkins or 0), int(credits or 0)
-        if not (students or checkins or credits):
-            continue
-        rows.append(GridRow(dict(zip(names, r[:n], strict=True)), students, students, credits, 0,
-                            extra={"checkins": checkins, "schools": int(reached or 0), "districts": int(districts or 0)}))
-    return rows, {}
+    cells = []
+    for part in db.session.connection().execute(query).partitions(_PART):
+        for r in part:
+            students, checkins, credits, reached, districts = r[n:]
+            students, checkins, credits = int(students or 0), int(checkins or 0), int(credits or 0)
+            if not (students or checkins or credits):
+                continue
+            cells.append((*r[:n], students, credits, checkins, int(reached or 0), int(districts or 0)))
+    return cells, names
+
+
+VENUE_FIELDS = ("venue_id", "name", "kind", "level", "district_id")
+VENUE_NUMBERS = ("checkins", "students", "schools", "districts", "credits")
 
 
 def venue_stats(*, user, school_year: str, group_by=None, district_id: int | None = None,
-                school_id: int | None = None, raw: bool = False) -> dict:
-    """GET /api/v1/stats/venues: per venue, check-ins, pupils, schools and districts reached, credits."""
+                school_id: int | None = None, raw: bool = False, as_tuples: bool = False) -> dict:
+    """GET /api/v1/stats/venues: per venue, check-ins, pupils, schools and districts reached, credits.
+
+    ``as_tuples=True`` (spreadsheets): each item is a tuple of the values its dict would hold, in
+    the order of the answer's ``"fields"``.
+    """
     scope = Scope.of(user)
     check_school_year(school_year)
     dims = parse_group_by(group_by, allowed=("month",), max_dims=1) if group_by else []
@@ -543,53 +639,57 @@ def venue_stats(*, user, school_year: str, group_by=None, district_id: int | Non
     grid_scope = scope
     if pupil_dim == "school":  # a school's rows only share margins with schools of its own district
         grid_scope = Scope(db.session.get(School, filters.school_id).district_id)
-    rows, _ = venue_grid(scope=grid_scope, school_year=school_year, by_month=by_month, pupil_dim=pupil_dim)
+    cells, names = venue_cells(scope=grid_scope, school_year=school_year, by_month=by_month, pupil_dim=pupil_dim)
+    n = len(names)
     venues = {v.id: v for v in db.session.execute(
         select(Venue.id, Venue.name, Venue.kind, Venue.level, Venue.district_id, Venue.active))}
-    grid_dims = ["venue", *(["month"] if by_month else []), *([pupil_dim] if pupil_dim else [])]
+    grid_dims = list(names)  # venue, month, the pupil dimension: the key order of the cells
     parents = {"venue": {vid: v.kind for vid, v in venues.items()}}
     if pupil_dim == "school":
         parents["school"] = {s.id: s.district_id for s in _schools_in(grid_scope).values()}
     # Venues reach pupils, not the other way round: a venue's row "participants" are its pupils.
-    suppress(rows, grid_dims, min_cell(), parents)
+    students = [c[n] for c in cells]
+    primary, hidden = suppression(lambda: [c[:n] for c in cells], students, students, grid_dims, min_cell(), parents)
+    rows = list(zip(cells, hidden, primary, strict=True))
     if pupil_dim is not None:
         wanted = filters.school_id if pupil_dim == "school" else filters.district_id
-        rows = [r for r in rows if r.key[pupil_dim] == wanted]
-    present = {r.key["venue"] for r in rows}
+        rows = [r for r in rows if r[0][n - 1] == wanted]
     if not by_month:
+        present = {r[0][0] for r in rows}
         for vid, venue in venues.items():
             if vid not in present and venue.active:
-                rows.append(GridRow({"venue": vid}, 0, 0, 0, 0, extra={"checkins": 0, "schools": 0, "districts": 0}))
-    rows.sort(key=lambda r: (r.key["venue"], r.key.get("month", "")))
+                rows.append(((vid, *((None,) if pupil_dim else ()), 0, 0, 0, 0, 0), False, False))
+    rows.sort(key=(lambda r: (r[0][0], r[0][1])) if by_month else (lambda r: (r[0][0], "")))
+    fields = (*VENUE_FIELDS, *(("month",) if by_month else ()), "label", *VENUE_NUMBERS, "suppressed")
+    nothing = (None,) * len(VENUE_FIELDS)
+    hidden_numbers = (None,) * len(VENUE_NUMBERS)
     items = []
-    for row in rows:
-        venue = venues.get(row.key["venue"])
-        item = {
-            "venue_id": row.key["venue"],
-            "name": venue.name if venue else None,
-            "kind": venue.kind if venue else None,
-            "level": venue.level if venue else None,
-            "district_id": venue.district_id if venue else None,
-        }
+    for cell, is_hidden, is_primary in rows:
+        vid = cell[0]
+        venue = venues.get(vid)
+        head = (vid, venue.name, venue.kind, venue.level, venue.district_id) if venue else (vid, *nothing[1:])
         if by_month:
-            item["month"] = row.key["month"]
-        item["label"] = item["name"] + (f" / {row.key['month']}" if by_month else "") if venue else str(row.key["venue"])
-        numbers = {
-            "checkins": row.extra["checkins"],
-            "students": row.students,
-            "schools": row.extra["schools"],
-            "districts": row.extra["districts"],
-            "credits": fmt_cents(row.credits),
-        }
-        item.update({k: None for k in numbers} if row.suppressed else numbers)
-        item["suppressed"] = row.suppressed
+            head += (cell[1],)
+            label = f"{venue.name} / {cell[1]}" if venue else str(vid)
+        else:
+            label = venue.name if venue else str(vid)
+        students_, credits, checkins, schools_, districts_ = cell[n:]
+        numbers = (checkins, students_, schools_, districts_, fmt_cents(credits))
+        item = (*head, label, *(hidden_numbers if is_hidden else numbers), is_hidden)
         if raw:
-            item["_raw"] = {**numbers, "credits_cents": row.credits, "primary": row.primary}
+            item = {**dict(zip(fields, item, strict=True)),
+                    "_raw": {**dict(zip(VENUE_NUMBERS, numbers, strict=True)), "credits_cents": credits,
+                             "primary": is_primary}}
+        elif not as_tuples:
+            item = dict(zip(fields, item, strict=True))
         items.append(item)
-    return {
+    answer = {
         "school_year": school_year,
         "group_by": dims,
         "filters": {"district_id": filters.district_id, "school_id": filters.school_id},
         "min_cell": min_cell(),
         "items": items,
     }
+    if as_tuples and not raw:
+        answer["fields"] = fields
+    return answer

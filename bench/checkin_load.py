@@ -118,11 +118,19 @@ def build_database(url: str, students: int) -> dict:
         return {"activity_id": activity.id, "passes": passes, "token": token, "app": app}
 
 
-def write_bodies(path: Path, passes: list[str], activity_id: int, block: int) -> int:
+def write_bodies(path: Path, passes: list[str], activity_id: int, block: int, threads: int) -> int:
+    """Entry/exit bodies, one line each. The first `threads` lines are lone entries of canary pupils
+    (one per wrk thread): wrk drew one body per run without sending it — the first — so a real
+    pupil's exit arrived without its entry (the one 422 every run used to show)."""
     now = datetime.now(UTC)
     entered, left = (now - timedelta(minutes=55)).isoformat(), (now - timedelta(minutes=5)).isoformat()
     lines = 0
     with path.open("w") as out:
+        canaries, passes = passes[:threads], passes[threads:]
+        for token in canaries:
+            out.write(json.dumps({"student_pass": token, "activity_id": activity_id, "direction": "entry",
+                                  "scanned_at": entered, "nonce": str(uuid.uuid4())}) + "\n")
+            lines += 1
         for start in range(0, len(passes), block):
             chunk = passes[start:start + block]
             for direction, at in (("entry", entered), ("exit", left)):
@@ -190,7 +198,7 @@ def main() -> int:
     print(f"preparing {args.students} students on {backend} …", flush=True)
     data = build_database(url, args.students)
     bodies = workdir / "bodies.jsonl"
-    count = write_bodies(bodies, data["passes"], data["activity_id"], block=400)
+    count = write_bodies(bodies, data["passes"], data["activity_id"], block=400, threads=args.threads)
     script = workdir / "scans.lua"
     script.write_text(LUA)
 

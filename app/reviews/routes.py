@@ -8,10 +8,8 @@ from marshmallow import ValidationError
 
 from app.auth.scope import current_user, get_school, get_student, roles_required
 from app.common import documents, error_responses, file_responses, paginate
-from app.errors import APIError, not_found
-from app.extensions import db
+from app.errors import APIError
 from app.reviews import service
-from app.reviews.models import CompetitionClaim
 from app.reviews.schemas import (
     AdjustmentSchema,
     AppealSchema,
@@ -104,10 +102,7 @@ def submit_claim(student_id):
 @file_responses(blp, "image/png", "image/jpeg", "application/pdf")
 def evidence(claim_id):
     """The claim's evidence file, for the pupil, their guardians, their teachers and school admin."""
-    claim = db.session.get(CompetitionClaim, claim_id)
-    if claim is None:
-        raise not_found("竞赛获奖认定")
-    get_student(current_user(), claim.student_id)
+    claim = service.visible_claim(current_user(), claim_id)
     response = send_file(service.evidence_file(claim), mimetype=claim.evidence_type, download_name=claim.evidence_name)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"

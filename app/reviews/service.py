@@ -132,6 +132,24 @@ def open_checkin_review(checkin: Checkin, student: Student) -> Review:
     return review
 
 
+def visible_claim(user: User, claim_id: int) -> CompetitionClaim:
+    """A claim whose pupil the user may see; a claim of another pupil answers exactly like a
+    missing one (SPEC §2), so claim ids cannot be probed."""
+    from app.auth.scope import get_student
+
+    claim = db.session.get(CompetitionClaim, claim_id)
+    try:
+        if claim is not None:
+            get_student(user, claim.student_id)
+    except APIError as exc:
+        if exc.status != 404:
+            raise
+        claim = None
+    if claim is None:
+        raise not_found("竞赛获奖认定")
+    return claim
+
+
 def review_filter(user: User):
     """Reviews a user may see and decide: their classes (teacher), their school (school admin)."""
     if user.role == "admin":

@@ -10,16 +10,16 @@ from flask import Response, flash, redirect, render_template, request, send_file
 from sqlalchemy import func, select
 
 from app.auth.models import TeacherClass
-from app.auth.scope import get_class, get_student
+from app.auth.scope import get_class
 from app.checkins import service as checkins
 from app.common import SHANGHAI
 from app.credits.rules import local_date, school_year_bounds
 from app.db import utcnow
-from app.errors import APIError, not_found
+from app.errors import APIError
 from app.extensions import db
 from app.orgs.models import SchoolClass, Student
 from app.reviews import service as reviews
-from app.reviews.models import CompetitionClaim, Review
+from app.reviews.models import Review
 from app.venues.models import Activity
 from app.web import bp
 from app.web.auth import page
@@ -163,10 +163,7 @@ def decide_review(user, review_id: int):
 @page(*SCHOOL_STAFF)
 def claim_evidence(user, claim_id: int):
     """A competition claim's evidence file (image or PDF), for the pupil's teachers."""
-    claim = db.session.get(CompetitionClaim, claim_id)
-    if claim is None:
-        raise not_found("竞赛获奖认定")
-    get_student(user, claim.student_id)
+    claim = reviews.visible_claim(user, claim_id)
     _audit(user, [claim.student_id], "evidence")
     response = send_file(reviews.evidence_file(claim), mimetype=claim.evidence_type,
                          download_name=claim.evidence_name)

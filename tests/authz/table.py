@@ -73,12 +73,6 @@ class Bug:
     reason: str
 
 
-EVIDENCE_BUG = Bug(404, (
-    "bug: GET /api/v1/claims/{id}/evidence answers an existing claim outside the caller's scope with 404 "
-    "'找不到该学生。' but a missing claim with 404 '找不到该竞赛获奖认定。', so claim ids can be probed "
-    "(SPEC §2: out of scope must answer exactly like missing)"))
-
-
 def L(kind: str, key: str = "id") -> Expect:
     return Expect(200, listed=kind, key=key)
 
@@ -400,11 +394,9 @@ ROWS: list[Row] = [
     # SPEC §7: claims are submitted by the student, a guardian or a teacher (not the school admin).
     Row("POST /api/v1/students/{student_id}/claims", kind="student", form=_claim_form,
         expect={"student": (201, N, N), "guardian": (201, N, N), "teacher": (201, N, N), "admin": 201}),
-    # Bug: the existing-but-hidden claim says "找不到该学生", a missing one "找不到该竞赛获奖认定".
     Row("GET /api/v1/claims/{claim_id}/evidence", kind="claim",
-        expect={"student": (200, EVIDENCE_BUG, EVIDENCE_BUG), "guardian": (200, EVIDENCE_BUG, EVIDENCE_BUG),
-                "teacher": (200, EVIDENCE_BUG, EVIDENCE_BUG), "school_admin": (200, 200, EVIDENCE_BUG),
-                "admin": 200}),
+        expect={"student": (200, N, N), "guardian": (200, N, N), "teacher": (200, N, N),
+                "school_admin": (200, 200, N), "admin": 200}),
     Row("POST /api/v1/schools/{school_id}/terms/{school_year}/{term}/close", kind="school",
         expect={"school_admin": (201, N, N), "admin": 201}),
     Row("POST /api/v1/students/{student_id}/adjustments", kind="student",

@@ -112,9 +112,16 @@ def register_cli(app: Flask) -> None:
 
     @app.cli.command("seed-demo")
     def seed_demo() -> None:
-        """Create (or complete) the demo city and print its logins; safe to run again."""
+        """Create (or complete) the demo city and print its logins; safe to run again. Refused in
+        production (APP_ENV=production): its accounts share the published password demo1234."""
+        from flask import current_app
+
         from app.seed import seed_demo as run
 
+        if current_app.config.get("PRODUCTION"):
+            click.echo("seed-demo 不能在生产环境运行：演示账号使用公开的密码 demo1234。 "
+                       "(refused: APP_ENV=production)", err=True)
+            sys.exit(1)
         run(click.echo)
 
     for group in (users, ledger_cli, rules_cli, checkins_cli):

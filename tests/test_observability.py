@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from app.db import utcnow
 from app.venues import codes
 from tests import factories as f
@@ -76,3 +78,32 @@ def test_scans_are_rate_limited_per_device(rate_limited_app, ctx):
     blocked = limited.post("/api/v1/checkins", json={"code": "g"},
                            headers={**f.bearer(f.student_user()), "X-Device-Id": "kiosk-1"})
     assert blocked.json["error"]["code"] == "too_many_requests" and int(blocked.headers["Retry-After"]) > 0
+
+
+def _redis_url() -> str | None:
+    """A scratch Redis database on this machine, or None when no Redis answers."""
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+    except OSError:
+        return None
+    return "redis://127.0.0.1:6379/15"
+
+
+def test_two_servers_share_the_scan_limit_through_redis(rate_limited_app, ctx):
+    url = _redis_url()
+    if url is None:
+        pytest.skip("no Redis on 127.0.0.1:6379: the shared limit store is not exercised")
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+    # Two app instances (two servers behind a balancer), one Redis: the account's budget is shared.
+    first, second = (rate_limited_app(SCAN_LIMIT_PER_ACCOUNT="3 per minute", REDIS_URL=url,
+                                      RATELIMIT_STORAGE_URI=url, RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=False)
+                     .test_client() for _ in range(2))
+    account = f.student_user()
+    statuses = [client.post("/api/v1/checkins", json={"code": "garbage"}, headers=f.bearer(account)).status_code
+                for client in (first, second, first, second)]
+    assert statuses == [422, 422, 422, 429]
+    assert redis.Redis.from_url(url).dbsize() > 0  # the counters live in Redis, not in either process

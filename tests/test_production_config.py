@@ -115,3 +115,15 @@ def test_gunicorn_settings_come_from_the_environment(monkeypatch, tmp_path):
     (metrics / "keep.txt").write_text("not a metrics file")
     settings["on_starting"](None)
     assert sorted(p.name for p in metrics.iterdir()) == ["keep.txt"]
+
+
+def test_seed_demo_is_refused_in_production(tmp_path):
+    # A child process: the real CLI with production settings, on a throwaway SQLite file.
+    env = {**os.environ, "APP_ENV": "production", "SECRET_KEY": GOOD, "SIGNING_KEY": GOOD, "FLASK_APP": "wsgi",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}", "PROMETHEUS_MULTIPROC_DIR": ""}
+    env.pop("PROMETHEUS_MULTIPROC_DIR")
+    out = subprocess.run([sys.executable, "-m", "flask", "seed-demo"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 1
+    assert "demo1234" in out.stderr and "APP_ENV=production" in out.stderr
+    assert "demo1234" not in out.stdout  # no logins printed, none created

@@ -21,10 +21,18 @@ MAX_PAGE = 1_000_000
 
 
 class IdConverter(IntegerConverter):
-    """`<int:…>` in every URL: a positive id that fits the database; anything else matches no route (404)."""
+    """`<int:…>` in every URL: an id. One beyond the database's integer names nothing, so it is read
+    as 0 (no row has that id) and the route answers 404 as for any missing object, instead of
+    overflowing the database driver (500). (Refusing it in the converter would not do: werkzeug then
+    answers 405 when the same path has a rule for another method.)"""
 
-    def __init__(self, map, fixed_digits=0, min=1, max=MAX_ID, signed=False):  # noqa: A002 - werkzeug's names
-        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+    def __init__(self, map, *args, **kwargs):  # noqa: A002 - werkzeug's name
+        super().__init__(map, *args, **kwargs)
+        self.min, self.max = 0, MAX_ID  # the range the OpenAPI document states (flask-smorest reads these)
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        return number if number <= MAX_ID else 0
 
 
 class Id(fields.Integer):

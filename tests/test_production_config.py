@@ -1,4 +1,4 @@
-"""What docs/production.md promises about configuration: refusals without secrets, the proxy hops
+"""What README "Running in production" promises about configuration: refusals without secrets, the proxy hops
 trusted by wsgi.py, rate limits that survive a Redis outage, and gunicorn settings read from the
 environment."""
 

@@ -69,6 +69,7 @@ class ScanLineSchema(Schema):
     status = fields.String(metadata={"description": "accepted, replayed or refused"})
     reason = fields.String(allow_none=True)
     message = fields.String()
+    details = fields.Dict(metadata={"description": "a refused line's field messages, as in the error envelope"})
     checkin = fields.Nested(CheckinSchema, allow_none=True)
     credit = fields.Nested(CreditSchema, allow_none=True)
 

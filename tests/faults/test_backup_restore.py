@@ -1,4 +1,4 @@
-"""The backup and restore procedure of docs/production.md, run for real on PostgreSQL.
+"""The backup and restore procedure of README "Running in production", run for real on PostgreSQL.
 
 Pupils earn credits through the HTTP API; `pg_dump -Fc` copies the database; `pg_restore` loads the
 copy into a fresh database; the real CLI (`flask --app wsgi ledger verify`, `stats check`, in a

@@ -39,7 +39,7 @@ class RuleVersionSchema(Schema):
     effective_from = fields.Date(dump_only=True)
     active = fields.Boolean(dump_only=True)
     document = fields.Dict(required=True)
-    activated_at = fields.DateTime(dump_only=True)
+    activated_at = fields.DateTime(dump_only=True, allow_none=True)  # null until activated
 
 
 class RuleCreateSchema(Schema):

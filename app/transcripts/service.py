@@ -3,7 +3,8 @@ and the signed credential that travels with it (app/transcripts/credential.py).
 
 A year can hold hundreds of entries, each with an explanation of a kilobyte or more: the JSON
 route uses `transcript_json` (totals from aggregate queries, plain column values, explanations spliced
-in as stored, and a cache of the entries array keyed by the year's last hash), the PDF route
+in as stored, and a per-process cache of the serialised entries that a new entry extends rather than
+invalidates), the PDF route
 `signed_head` and `pdf.table_entries`; `transcript()` and `signed_transcript()` build the same content
 as dicts with ORM objects (the seed, tests, anything that wants the whole year at once).
 """
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import BigInteger, DateTime, Text, case, cast, func, inspect, or_, select, type_coerce
+from sqlalchemy import BigInteger, DateTime, Text, case, cast, func, inspect, null, or_, select, type_coerce
 
 from app.common import fmt_credits, iso
 from app.credits.models import GENESIS_HASH, LedgerEntry
@@ -100,20 +101,25 @@ def _kind(activity_kind: str | None, source: str, competition: str | None) -> st
     return "other"
 
 
+def _names_select(student: Student):
+    """(class name, school name) of the pupil as scalar subqueries, for one small Core query (rather
+    than two lazy ORM loads)."""
+    return (select(SchoolClass.name).where(SchoolClass.id == student.class_id).scalar_subquery(),
+            select(School.name).where(School.id == student.school_id).scalar_subquery())
+
+
 def _names(student: Student) -> tuple[str, str]:
-    """The pupil's class and school names: one small Core query rather than two lazy ORM loads
-    (unless the session holds both already)."""
+    """The pupil's class and school names (from the session when it holds both already)."""
     state = inspect(student)
     if "school_class" not in state.unloaded and "school" not in state.unloaded:
         return student.school_class.name, student.school.name
-    return db.session.execute(select(
-        select(SchoolClass.name).where(SchoolClass.id == student.class_id).scalar_subquery(),
-        select(School.name).where(School.id == student.school_id).scalar_subquery(),
-    )).one()
+    return tuple(db.session.execute(select(*_names_select(student))).one())
 
 
-def _head(student: Student, school_year: str, amounts: list[tuple[str, int, Decimal]]) -> dict:
-    """Everything of the transcript but its entries and credential, from (kind, term, amount) triples."""
+def _head(student: Student, school_year: str, amounts: list[tuple[str, int, Decimal]],
+          names: tuple[str, str] | None = None) -> dict:
+    """Everything of the transcript but its entries and credential, from (kind, term, amount) triples
+    (and the class and school names when the caller has read them)."""
     check_school_year(school_year)
     by_kind: dict[str, Decimal] = defaultdict(Decimal)
     by_term: dict[str, Decimal] = {"1": Decimal("0"), "2": Decimal("0")}
@@ -122,7 +128,7 @@ def _head(student: Student, school_year: str, amounts: list[tuple[str, int, Deci
         by_term[str(term)] += amount
     rules = active_rules()
     total = sum(by_term.values(), Decimal("0"))
-    class_name, school_name = _names(student)
+    class_name, school_name = names or _names(student)
     return {
         "student": {
             "id": student.id,
@@ -322,11 +328,6 @@ def _format(rows) -> bytes:
     ]).encode()
 
 
-def _entries_json(student_id: int, school_year: str) -> bytes:
-    """The year's entries as a JSON array (entry_view of each), built from scratch."""
-    return b"[" + _format(_entry_rows(student_id, school_year, None, 2**62)) + b"]"
-
-
 def _serialised_entries(student_id: int, school_year: str, count: int, last_seq: int | None,
                         last_hash: str | None) -> bytes:
     """The year's `count` entries up to seq `last_seq` (hash `last_hash`), serialised without
@@ -368,10 +369,14 @@ def _signed_head(student: Student, school_year: str, *, actor_id: int | None) ->
     ).all()
     count = sum(row[3] for row in sums)
     last_seq = max((row[4] for row in sums), default=None)
-    last_hash = db.session.scalar(  # an entry never changes: its hash is the one of that snapshot
+    # The names, and the last entry's hash (an entry never changes: it is the hash of that snapshot).
+    class_name, school_name, last_hash = db.session.execute(select(
+        *_names_select(student),
         select(LedgerEntry.hash).where(LedgerEntry.student_id == student.id, LedgerEntry.seq == last_seq)
-    ) if count else None
-    data = _head(student, school_year, [(kind, term, Decimal(cents).scaleb(-2)) for kind, term, cents, *_ in sums])
+        .scalar_subquery() if count else null(),
+    )).one()
+    data = _head(student, school_year, [(kind, term, Decimal(cents).scaleb(-2)) for kind, term, cents, *_ in sums],
+                 (class_name, school_name))
     data["entries"] = None
     data["credential"] = _issue(data, count, last_hash, actor_id)
     return data, last_seq
@@ -379,7 +384,8 @@ def _signed_head(student: Student, school_year: str, *, actor_id: int | None) ->
 
 def signed_head(student: Student, school_year: str, *, actor_id: int | None) -> dict:
     """The transcript without its entries ("entries": None) but with its credential, from two small
-    queries (sums, count and last seq per kind and term; the last entry's hash)."""
+    queries (sums, count and last seq per kind and term; the class and school names with the last
+    entry's hash)."""
     return _signed_head(student, school_year, actor_id=actor_id)[0]
 
 

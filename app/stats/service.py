@@ -86,7 +86,7 @@ KIND_ORDER = {k: i for i, k in enumerate((*ACTIVITY_KINDS, COMPETITION, rollup.O
 VENUE_LABELS = {**VENUE_KIND_LABELS, rollup.NO_VENUE: "无场馆（竞赛、调整）"}
 VENUE_ORDER = {k: i for i, k in enumerate((*VENUE_KINDS, rollup.NO_VENUE))}
 OFFICER_ROLES = ("district_officer", "city_officer")
-_PART = 512  # result rows fetched at a time
+_PART = 128  # result rows fetched at a time (few alive at once: see credit_cells)
 
 
 def min_cell() -> int:
@@ -244,16 +244,21 @@ def suppression(values_of, students: list[int], participating: list[int], dims: 
 # Credit statistics
 
 
-def _schools_in(scope: Scope) -> dict[int, School]:
-    """id → (id, name, district_id) rows of the schools in scope (plain rows, not ORM objects)."""
+# Schools and districts travel as plain tuples: exact tuples of numbers and strings are the objects
+# the garbage collector stops tracking (result rows, ORM objects and named tuples it walks for good).
+NAME, DISTRICT = 1, 2  # (id, name, district_id) of a school; (id, name) of a district
+
+
+def _schools_in(scope: Scope) -> dict[int, tuple[int, str, int]]:
+    """id → (id, name, district_id) of the schools in scope."""
     query = select(School.id, School.name, School.district_id)
     if scope.district_id is not None:
         query = query.where(School.district_id == scope.district_id)
-    return {s.id: s for s in db.session.execute(query)}
+    return {s[0]: tuple(s) for s in db.session.execute(query)}
 
 
-def _districts() -> dict[int, District]:
-    return {d.id: d for d in db.session.execute(select(District.id, District.name))}
+def _districts() -> dict[int, tuple[int, str]]:
+    return {d[0]: tuple(d) for d in db.session.execute(select(District.id, District.name))}
 
 
 def _total(column):
@@ -324,7 +329,7 @@ def credit_cells(*, scope: Scope, school_year: str, dims: list[str], threshold: 
 
     key_names = (["school"] if by_school else ["district"] if by_district else []) + (["grade"] if by_grade else [])
     add_district = by_school and "district" in pupil
-    district_of = {sid: school.district_id for sid, school in schools.items()} if by_school else {}
+    district_of = {sid: school[DISTRICT] for sid, school in schools.items()} if by_school else {}
     order = (*(("district",) if add_district else ()), *key_names, *entry)
     out = []  # (*key values in order, students, participating, credits, met)
     seen: set[tuple] = set()
@@ -390,7 +395,7 @@ def credit_stats(*, user, school_year: str, group_by, district_id: int | None = 
     if list(order) != grid_dims:  # (credit_cells keeps DIMENSIONS order: never the case)
         move = [order.index(d) for d in grid_dims]
         cells = [(*(c[i] for i in move), *c[n:]) for c in cells]
-    district_of = {sid: s.district_id for sid, s in schools.items()}
+    district_of = {sid: s[DISTRICT] for sid, s in schools.items()}
     primary, hidden = suppression(lambda: [c[:n] for c in cells], [c[n] for c in cells], [c[n + 1] for c in cells],
                                   grid_dims, min_cell(), {"school": district_of})
 
@@ -481,13 +486,13 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def dimension_label(dim: str, value, schools: dict[int, School], districts: dict[int, District]) -> str:
+def dimension_label(dim: str, value, schools: dict[int, tuple], districts: dict[int, tuple]) -> str:
     if dim == "district":
         district = districts.get(value)
-        return district.name if district else f"区 {value}"
+        return district[NAME] if district else f"区 {value}"
     if dim == "school":
         school = schools.get(value)
-        return school.name if school else f"学校 {value}"
+        return school[NAME] if school else f"学校 {value}"
     if dim == "grade":
         return GRADE_LABELS.get(value, f"{value}年级")
     if dim == "activity_kind":
@@ -537,7 +542,7 @@ def _credit_item_maker(dims: list[str], grid_dims: list[str], schools, districts
     labels = [(i, _Labels(lambda value, d=d: dimension_label(d, value, schools, districts))) for d, i in zip(dims, at, strict=True)]
     if district_of_school:
         at_school = grid_dims.index("school")
-        district = {sid: school.district_id for sid, school in schools.items()}
+        district = {sid: school[DISTRICT] for sid, school in schools.items()}
         pick = lambda cell: (*(cell[i] for i in at), district.get(cell[at_school]))  # noqa: E731
     elif len(at) > 1:
         pick = itemgetter(*at)
@@ -646,7 +651,7 @@ def venue_stats(*, user, school_year: str, group_by=None, district_id: int | Non
     grid_dims = list(names)  # venue, month, the pupil dimension: the key order of the cells
     parents = {"venue": {vid: v.kind for vid, v in venues.items()}}
     if pupil_dim == "school":
-        parents["school"] = {s.id: s.district_id for s in _schools_in(grid_scope).values()}
+        parents["school"] = {sid: s[DISTRICT] for sid, s in _schools_in(grid_scope).items()}
     # Venues reach pupils, not the other way round: a venue's row "participants" are its pupils.
     students = [c[n] for c in cells]
     primary, hidden = suppression(lambda: [c[:n] for c in cells], students, students, grid_dims, min_cell(), parents)

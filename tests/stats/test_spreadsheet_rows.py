@@ -108,7 +108,7 @@ def test_the_answer_is_credit_grid_suppressed_then_sliced(app, patchy):
         for group_by in ("school,grade", "school,month", "grade,activity_kind", "district,venue_kind"):
             dims = group_by.split(",")
             rows, schools = service.credit_grid(scope=service.Scope(None), school_year=YEAR, dims=dims)
-            service.suppress(rows, dims, 5, {"school": {sid: s.district_id for sid, s in schools.items()}})
+            service.suppress(rows, dims, 5, {"school": {sid: s[service.DISTRICT] for sid, s in schools.items()}})
             wire = {"district": "district_id", "school": "school_id"}
             want = {tuple(r.key[d] for d in dims): (r.suppressed, r.students, r.participating) for r in rows}
             items = service.credit_stats(user=patchy["city"], school_year=YEAR, group_by=group_by, raw=True)["items"]

@@ -113,8 +113,9 @@ def append(
 ) -> LedgerEntry:
     """Append one entry to the student's chain (within the caller's transaction) and return it.
 
-    The entry is written with one Core INSERT (no unit-of-work flush) and then put in the session
-    as the persistent object of that row, as if it had been loaded.
+    The entry is written with one Core INSERT (no unit-of-work flush). The LedgerEntry returned
+    carries every column, its id included, but is detached: an entry is never changed, and one
+    appended in a savepoint that rolls back must not linger in the session's identity map.
     """
     _ensure_locked(student_id)
     head = db.session.execute(_HEAD, {"student_id": student_id}).first()
@@ -144,7 +145,6 @@ def append(
     # A trigger queues the entry for the bureau roll-ups (app.stats.rollup.refresh).
     entry.id = db.session.execute(_INSERT, {name: getattr(entry, name) for name in _COLUMNS}).scalar_one()
     make_transient_to_detached(entry)
-    db.session.add(entry)
     LEDGER_APPENDS.labels(kind).inc()
     return entry
 

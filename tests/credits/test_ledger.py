@@ -77,8 +77,7 @@ def test_a_rehashed_forgery_still_breaks_the_next_link(ctx, db_session):
     entries = [_append(pupil.id, "1.00", i) for i in range(3)]
     forged = entries[0]
     forged.amount = Decimal("9.00")
-    new_hash = ledger.entry_hash(forged)
-    db_session.expire(forged)
+    new_hash = ledger.entry_hash(forged)  # the returned entry is detached: changing it writes nothing
     _tamper(db_session, "UPDATE ledger_entries SET amount = 900, hash = :h WHERE id = :id", h=new_hash, id=forged.id)
     assert ledger.verify_chain(pupil.id).first_bad_seq == 2
 

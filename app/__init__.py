@@ -27,9 +27,9 @@ def create_app(config: type[Base] | dict | None = None) -> Flask:
         configure_logging(app.config.get("LOG_LEVEL", "INFO"))
 
     _ensure_instance_dir(app)
-    from app.common import IdConverter
+    from app.common import URL_CONVERTERS
 
-    app.url_map.converters["int"] = IdConverter  # before any route: ids in URLs fit the database
+    app.url_map.converters.update(URL_CONVERTERS)  # before any route: ids fit the database, no NUL in text
     register_extensions(app)
     register_blueprints(app)
     register_observability(app)

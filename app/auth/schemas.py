@@ -3,24 +3,24 @@
 from marshmallow import Schema, fields, validate
 
 from app.auth.models import ROLES
-from app.common import Id
+from app.common import Id, Text
 
 
 class LoginSchema(Schema):
-    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=256))
+    username = Text(required=True, validate=validate.Length(min=1, max=64))
+    password = Text(required=True, load_only=True, validate=validate.Length(min=1, max=256))
 
 
 class RefreshSchema(Schema):
-    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    refresh_token = Text(required=True, validate=validate.Length(min=1, max=4096))
 
 
 class UserSchema(Schema):
     id = fields.Integer(dump_only=True)
     username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.@-]{3,64}$"))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=256))
+    password = Text(required=True, load_only=True, validate=validate.Length(min=8, max=256))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
-    display_name = fields.String(allow_none=True, validate=validate.Length(max=64))
+    display_name = Text(allow_none=True, validate=validate.Length(max=64))
     active = fields.Boolean(dump_only=True)
     student_id = Id(allow_none=True)
     school_id = Id(allow_none=True)
@@ -40,10 +40,10 @@ class TokenPairSchema(Schema):
 
 class RegisterGuardianSchema(Schema):
     username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.@-]{3,64}$"))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(min=8, max=256))
-    invite_code = fields.String(required=True, validate=validate.Length(min=4, max=32))
-    display_name = fields.String(validate=validate.Length(max=64))
+    password = Text(required=True, load_only=True, validate=validate.Length(min=8, max=256))
+    invite_code = Text(required=True, validate=validate.Length(min=4, max=32))
+    display_name = Text(validate=validate.Length(max=64))
 
 
 class InviteCodeSchema(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=4, max=32))
+    code = Text(required=True, validate=validate.Length(min=4, max=32))

@@ -2,18 +2,18 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.common import AwareDateTime, Id, PageArgs
+from app.common import AwareDateTime, Id, PageArgs, Text
 
 DIRECTION = validate.OneOf(("entry", "exit"))
 
 
 class ScanSchema(Schema):
-    code = fields.String(validate=validate.Length(max=1024))
+    code = Text(validate=validate.Length(max=1024))
     student_id = Id()
-    student_pass = fields.String(validate=validate.Length(max=1024))
+    student_pass = Text(validate=validate.Length(max=1024))
     activity_id = Id()
     direction = fields.String(validate=DIRECTION)
-    nonce = fields.String(validate=validate.Length(min=1, max=64))
+    nonce = Text(validate=validate.Length(min=1, max=64))
     scanned_at = AwareDateTime()
 
 
@@ -26,7 +26,7 @@ class GroupCheckinSchema(Schema):
     direction = fields.String(required=True, validate=DIRECTION)
     scanned_at = AwareDateTime()
     # Optional: makes a retried request a replay (each pupil's scan uses "{nonce}:{student_id}").
-    nonce = fields.String(validate=validate.Length(min=1, max=48))
+    nonce = Text(validate=validate.Length(min=1, max=48))
 
 
 class CheckinSchema(Schema):

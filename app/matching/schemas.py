@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.common import SHANGHAI, AwareDateTime, Id, PageArgs, SchoolYear
+from app.common import SHANGHAI, AwareDateTime, Id, PageArgs, SchoolYear, Text
 from app.matching.models import BOOKING_STATUSES
 from app.venues.models import ACTIVITY_KINDS, VENUE_KINDS, VENUE_LEVELS
 
@@ -44,7 +44,7 @@ class DirectoryActivityArgs(_Page):
     end = DayOrTime(data_key="to", end=True)
     district_id = Id()
     grade = fields.Integer(validate=validate.Range(1, 9))
-    theme = fields.String(validate=validate.Length(max=64))
+    theme = Text(validate=validate.Length(max=64))
     kind = fields.String(validate=validate.OneOf(ACTIVITY_KINDS))
     venue_id = Id()
     available = fields.Boolean(load_default=False, metadata={"description": "只看还有名额的活动"})
@@ -67,7 +67,7 @@ class BookingCreateSchema(Schema):
     seats = fields.Integer(validate=validate.Range(1, 500), metadata={"description": "班级预约的学生人数"})
     student_id = Id(metadata={"description": "家长：为一个孩子预约一个名额"})
     waitlist = fields.Boolean(load_default=True, metadata={"description": "名额已满时是否加入候补（家长预约）"})
-    note = fields.String(allow_none=True, validate=validate.Length(max=200))
+    note = Text(allow_none=True, validate=validate.Length(max=200))
 
     @validates_schema
     def _one_target(self, data, **kwargs):
@@ -87,7 +87,7 @@ class BookingListArgs(_Page):
 
 
 class CancelArgs(Schema):
-    reason = fields.String(validate=validate.Length(max=200))
+    reason = Text(validate=validate.Length(max=200))
 
 
 class VenueDayArgs(Schema):

@@ -2,18 +2,18 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.common import AwareDateTime, Id, PageArgs
+from app.common import AwareDateTime, Id, PageArgs, Text
 
 
 class DistrictSchema(Schema):
     id = fields.Integer(dump_only=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = Text(required=True, validate=validate.Length(min=1, max=64))
     code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,32}$"))
 
 
 class SchoolSchema(Schema):
     id = fields.Integer(dump_only=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    name = Text(required=True, validate=validate.Length(min=1, max=128))
     district_id = Id(required=True)
     pilot = fields.Boolean(load_default=False)
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
@@ -24,22 +24,22 @@ class ClassSchema(Schema):
     id = fields.Integer(dump_only=True)
     school_id = Id(required=True)
     grade = fields.Integer(required=True, validate=validate.Range(1, 9))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = Text(required=True, validate=validate.Length(min=1, max=64))
 
 
 class StudentSchema(Schema):
     id = fields.Integer(dump_only=True)
     school_id = Id(required=True)
     class_id = Id(required=True)
-    student_number = fields.String(required=True, validate=validate.Length(min=1, max=32))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    student_number = Text(required=True, validate=validate.Length(min=1, max=32))
+    name = Text(required=True, validate=validate.Length(min=1, max=64))
     grade = fields.Integer(dump_only=True)
     active = fields.Boolean(load_default=True)
 
 
 class StudentUpdateSchema(Schema):
     class_id = Id()
-    name = fields.String(validate=validate.Length(min=1, max=64))
+    name = Text(validate=validate.Length(min=1, max=64))
     active = fields.Boolean()
 
 

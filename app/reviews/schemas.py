@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.common import AwareDateTime, Credits, PageArgs, SchoolYear
+from app.common import AwareDateTime, Credits, PageArgs, SchoolYear, Text
 from app.reviews.models import AWARDS, COMPETITION_LEVELS, REVIEW_STATUSES
 from app.venues.models import ACTIVITY_KINDS
 
@@ -14,18 +14,18 @@ class QueueArgs(PageArgs):
 
 class DecisionSchema(Schema):
     decision = fields.String(required=True, validate=validate.OneOf(("approve", "reject")))
-    reason = fields.String(validate=validate.Length(max=500))
+    reason = Text(validate=validate.Length(max=500))
 
 
 class AppealSchema(Schema):
-    reason = fields.String(required=True, validate=validate.Length(min=2, max=500))
+    reason = Text(required=True, validate=validate.Length(min=2, max=500))
 
 
 class ClaimFormSchema(Schema):
-    competition = fields.String(required=True, validate=validate.Length(min=2, max=200))
+    competition = Text(required=True, validate=validate.Length(min=2, max=200))
     level = fields.String(required=True, validate=validate.OneOf(COMPETITION_LEVELS))
     award = fields.String(required=True, validate=validate.OneOf(AWARDS))
-    work_title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    work_title = Text(required=True, validate=validate.Length(min=1, max=200))
     date = fields.Date(required=True)
 
 
@@ -37,7 +37,7 @@ class ClaimCreatedSchema(Schema):
 
 class AdjustmentSchema(Schema):
     amount = Credits(required=True)
-    reason = fields.String(required=True, validate=validate.Length(min=2, max=500))
+    reason = Text(required=True, validate=validate.Length(min=2, max=500))
     school_year = SchoolYear(required=True)
     term = fields.Integer(required=True, validate=validate.OneOf((1, 2)))
     activity_kind = fields.String(validate=validate.OneOf(ACTIVITY_KINDS))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from app.common import Id, SchoolYear
+from app.common import Id, SchoolYear, Text
 
 FORMATS = ("json", "xlsx", "csv")
 
 
 class CreditStatsArgs(Schema):
     school_year = SchoolYear(metadata={"description": "学年，默认本学年，如 2026-2027"})
-    group_by = fields.String(
+    group_by = Text(
         required=True,
         metadata={"description": "1–2 个分组维度，逗号分隔：district, school, grade, activity_kind, venue_kind, month"},
     )

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from app.audit.service import record_read, record_reads
 from app.auth.scope import current_user, get_class, get_school, get_student, roles_required
-from app.common import documents, file_responses
+from app.common import documents, error_responses, file_responses
 from app.credits.rules import ACTIVITY_KIND_LABELS, local_date, school_year_of
 from app.db import utcnow
 from app.errors import not_found
@@ -242,7 +242,8 @@ def _local_times(claims: dict | None) -> dict:
 @public_blp.doc(**PUBLIC)
 @file_responses(public_blp, "text/html", schema={"type": "string"})
 @public_blp.alt_response(404, schema={"type": "string"}, content_type="text/html",
-                         description="no such credential: the same page, saying so")
+                         description="no such credential: the same page, saying so (a ref no URL can name: JSON)")
+@error_responses(public_blp, 404)
 def verify_page(ref):
     """The page a transcript's QR code opens: valid or not, why, and what the credential says."""
     if "." in ref:  # a whole VC-JWT pasted into the URL

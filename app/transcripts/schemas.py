@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from app.common import SchoolYear
+from app.common import SchoolYear, Text
 from app.transcripts.progress import SORT_KEYS
 
 
@@ -143,7 +143,7 @@ class TranscriptSchema(Schema):
 
 
 class VerifyBody(Schema):
-    credential = fields.String(required=True, validate=validate.Length(min=1, max=100_000))
+    credential = Text(required=True, validate=validate.Length(min=1, max=100_000))
 
 
 class VerifyResultSchema(Schema):
@@ -155,7 +155,7 @@ class VerifyResultSchema(Schema):
 
 
 class RevokeBody(Schema):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = Text(required=True, validate=validate.Length(min=1, max=500))
 
 
 class CredentialSchema(Schema):

@@ -2,26 +2,26 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.common import MAX_ID, AwareDateTime, Id, PageArgs
+from app.common import MAX_ID, AwareDateTime, Id, PageArgs, Text
 from app.venues.models import ACTIVITY_KINDS, VENUE_KINDS, VENUE_LEVELS
 
 
 class VenueSchema(Schema):
     id = fields.Integer(dump_only=True)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    name = Text(required=True, validate=validate.Length(min=1, max=128))
     kind = fields.String(required=True, validate=validate.OneOf(VENUE_KINDS))
     level = fields.String(required=True, validate=validate.OneOf(VENUE_LEVELS))
     district_id = Id(required=True)
-    address = fields.String(allow_none=True, validate=validate.Length(max=255))
+    address = Text(allow_none=True, validate=validate.Length(max=255))
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
     active = fields.Boolean(load_default=True)
 
 
 class VenueUpdateSchema(Schema):
-    name = fields.String(validate=validate.Length(min=1, max=128))
+    name = Text(validate=validate.Length(min=1, max=128))
     level = fields.String(validate=validate.OneOf(VENUE_LEVELS))
-    address = fields.String(allow_none=True, validate=validate.Length(max=255))
+    address = Text(allow_none=True, validate=validate.Length(max=255))
     latitude = fields.Float(allow_none=True, validate=validate.Range(-90, 90))
     longitude = fields.Float(allow_none=True, validate=validate.Range(-180, 180))
     active = fields.Boolean()
@@ -31,8 +31,8 @@ class ActivitySchema(Schema):
     id = fields.Integer(dump_only=True)
     venue_id = Id(required=True)
     kind = fields.String(required=True, validate=validate.OneOf(ACTIVITY_KINDS))
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    theme = fields.String(allow_none=True, validate=validate.Length(max=64))
+    title = Text(required=True, validate=validate.Length(min=1, max=200))
+    theme = Text(allow_none=True, validate=validate.Length(max=64))
     starts_at = AwareDateTime(required=True)
     ends_at = AwareDateTime(required=True)
     min_minutes = fields.Integer(validate=validate.Range(min=1, max=24 * 60))

@@ -206,16 +206,29 @@ _ACTIVITY = select(*_ACTIVITY_COLUMNS).join_from(Activity.__table__, Venue.__tab
 _STAFF_ACTIVITY = _ACTIVITY.where(
     _A.venue_id.in_(select(StaffVenue.venue_id).where(StaffVenue.user_id == bindparam("user_id"))))
 _S = Student.__table__.c
+_TC = TermClosure.__table__.c
+_RULE_VERSION = (select(RuleVersion.version).where(RuleVersion.active.is_(True)).limit(1).scalar_subquery()
+                 .label("rule_version"))
 _LOCK_STUDENT = (
-    select(_S.id, _S.school_id, _S.class_id, _S.grade, _S.active, _S.pass_version,
-           exists().where(TermClosure.__table__.c.school_id == _S.school_id,
-                          TermClosure.__table__.c.school_year == bindparam("school_year"),
-                          TermClosure.__table__.c.term == bindparam("term")).label("term_closed"),
-           select(RuleVersion.version).where(RuleVersion.active.is_(True)).limit(1).scalar_subquery()
-           .label("rule_version"))
+    select(_S.id, _S.school_id, _S.class_id, _S.grade, _S.active, _S.pass_version)
     .where(_S.id == bindparam("student_id"))
     .with_for_update(of=Student.__table__)
 )
+# What the scan asks besides the pupil: on PostgreSQL read by a statement of its own once the lock
+# is held. A SELECT … FOR UPDATE that waited for the lock sees the locked row fresh but the rest of
+# the statement as it was when it started, so a term closed or a rule set activated meanwhile would
+# be missed. SQLite takes its write lock before any read: one statement does both there.
+_STUDENT_FACTS = select(
+    exists().where(_TC.school_id == bindparam("school_id"), _TC.school_year == bindparam("school_year"),
+                   _TC.term == bindparam("term")).label("term_closed"),
+    _RULE_VERSION,
+)
+_LOCK_STUDENT_AND_FACTS = select(
+    *_LOCK_STUDENT.selected_columns,
+    exists().where(_TC.school_id == _S.school_id, _TC.school_year == bindparam("school_year"),
+                   _TC.term == bindparam("term")).label("term_closed"),
+    _RULE_VERSION,
+).where(_S.id == bindparam("student_id"))
 _IS_GUARDIAN = select(literal(1)).where(GuardianLink.guardian_id == bindparam("guardian_id"),
                                         GuardianLink.student_id == bindparam("student_id"))
 _STAY_COLUMNS = (_C.id, _C.student_id, _C.activity_id, _C.venue_id, _C.entered_at, _C.exited_at, _C.deadline,
@@ -386,13 +399,20 @@ def _lock_student(student_id: int | None, when: datetime) -> StudentRow | None:
     if student_id is None:
         return None
     day = local_date(when)
-    row = db.session.execute(_LOCK_STUDENT, {"student_id": student_id, "school_year": school_year_of(day),
-                                             "term": term_of(day)}).first()
-    if row is None:
-        return None
+    params = {"student_id": student_id, "school_year": school_year_of(day), "term": term_of(day)}
+    db.session.flush()  # Core statements do not autoflush: pending changes to the pupil come first
+    if db.session.get_bind().dialect.name == "sqlite":
+        row = facts = db.session.execute(_LOCK_STUDENT_AND_FACTS, params).first()
+        if row is None:
+            return None
+    else:
+        row = db.session.execute(_LOCK_STUDENT, params).first()
+        if row is None:
+            return None
+        facts = db.session.execute(_STUDENT_FACTS, {**params, "school_id": row.school_id}).one()
     ledger.mark_locked(student_id)
     return StudentRow(row.id, row.school_id, row.class_id, row.grade, bool(row.active), row.pass_version,
-                      bool(row.term_closed), row.rule_version)
+                      bool(facts.term_closed), facts.rule_version)
 
 
 def _load_activity(statement, params) -> ActivityRow | None:

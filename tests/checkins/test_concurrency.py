@@ -88,3 +88,54 @@ def test_parallel_students_never_fork_a_chain(app, committed):
         assert len(reports) == 10 and all(r.ok and r.entries == 1 for r in reports)
         seqs = db.session.execute(select(LedgerEntry.student_id, LedgerEntry.seq)).all()
         assert len(set(seqs)) == len(seqs) == 10
+
+
+def test_a_scan_that_waited_for_the_pupil_sees_a_term_closed_meanwhile(app, committed):
+    """A scan queued behind another transaction on the pupil's lock must see what committed while
+    it waited (SELECT … FOR UPDATE sees only the locked row fresh, so the term is read after it)."""
+    import threading
+    import time
+
+    from sqlalchemy import text
+
+    from app.credits.rules import local_date, school_year_of, term_of
+    from app.reviews.models import TermClosure
+
+    (account,), (student,), activity = _setup(app)
+    now = utcnow()
+    holder_ready, release = threading.Event(), threading.Event()
+    answer = {}
+
+    def hold_the_pupil():
+        with app.app_context():
+            db.session.execute(text("SELECT id FROM students WHERE id = :id FOR UPDATE"), {"id": student})
+            holder_ready.set()
+            release.wait(10)
+            db.session.commit()
+            db.session.remove()
+
+    def scan_behind_it():
+        with app.app_context():
+            answer["result"] = _self_scan(account, activity, "entry", at=now)
+            db.session.remove()
+
+    holder = threading.Thread(target=hold_the_pupil)
+    holder.start()
+    assert holder_ready.wait(10)
+    scanner = threading.Thread(target=scan_behind_it)
+    scanner.start()
+    time.sleep(0.5)  # the scan is now waiting for the pupil's lock
+    with app.app_context():
+        from app.orgs.models import Student
+
+        day = local_date(now)
+        school_id = db.session.get(Student, student).school_id
+        db.session.add(TermClosure(school_id=school_id, school_year=school_year_of(day), term=term_of(day),
+                                   closed_by=account))
+        db.session.commit()
+        db.session.remove()
+    release.set()
+    holder.join(10)
+    scanner.join(10)
+    result = answer["result"]
+    assert result.status == 422 and result.body["error"]["code"] == "term_closed", result.body

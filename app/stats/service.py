@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from flask import current_app, has_app_context
-from sqlalchemy import BigInteger, case, cast, func, select
+from sqlalchemy import BigInteger, and_, case, cast, func, literal, select, true
 
 from app.credits.rules import ACTIVITY_KIND_LABELS, ACTIVITY_KINDS, COMPETITION, VENUE_KIND_LABELS, VENUE_KINDS
 from app.errors import APIError, field_error, not_found
@@ -300,8 +300,9 @@ def credit_cells(*, scope: Scope, school_year: str, dims: list[str], threshold: 
     in_scope = select(sch.id).where(sch.district_id == scope.district_id)
 
     # The population (a few thousand rows at most) per the grid's pupil key.
+    pk_names = (["school_id"] if by_school else ["district_id"] if by_district else []) + (["grade"] if by_grade else [])
     pop_cols = ([pop.school_id] if by_school else [sch.district_id] if by_district else []) + ([pop.grade] if by_grade else [])
-    population_query = select(*pop_cols, _total(pop.students))
+    population_query = select(*pop_cols, _total(pop.students).label("students"))
     if by_district:
         population_query = population_query.join_from(StatsPopulation.__table__, School.__table__,
                                                       sch.id == pop.school_id)
@@ -309,15 +310,12 @@ def credit_cells(*, scope: Scope, school_year: str, dims: list[str], threshold: 
         population_query = population_query.where(pop.school_id.in_(in_scope))
     if pop_cols:
         population_query = population_query.group_by(*pop_cols)
-    connection = db.session.connection()
-    population = {r[:-1]: int(r[-1]) for part in connection.execute(population_query).partitions(_PART) for r in part
-                  if r[-1]}
 
     key_cols = ([cells.school_id] if by_school else [cells.district_id] if by_district else []) + (
         [cells.grade] if by_grade else [])
     cell_query = (
-        select(*key_cols, *(cells[d] for d in entry), _total(cells.participating), _total(cells.credits),
-               _total(cells.met))
+        select(*key_cols, *(cells[d] for d in entry), _total(cells.participating).label("participating"),
+               _total(cells.credits).label("credits"), _total(cells.met).label("met"))
         .where(cells.school_year == school_year, cells.grain == grain)
     )
     if scope.district_id is not None:
@@ -325,34 +323,30 @@ def credit_cells(*, scope: Scope, school_year: str, dims: list[str], threshold: 
             cells.school_id.in_(in_scope) if by_school else cells.district_id == scope.district_id)
     if key_cols or entry:
         cell_query = cell_query.group_by(*key_cols, *(cells[d] for d in entry))
-    npk = len(key_cols)
+
+    # One statement: the population joined to its cells. Every pupil key with pupils is a row (zeros
+    # where nobody earned anything) unless the grid splits entries: then the cells with pupils only.
+    # (Cells without population cannot happen: both count exactly the same pupils.)
+    p_, c_ = population_query.subquery("p"), cell_query.subquery("c")
+    on = and_(*(p_.c[k] == c_.c[k] for k in pk_names)) if pk_names else true()
+    joined = (
+        select(*(p_.c[k] for k in pk_names), *(c_.c[d] for d in entry), p_.c.students,
+               func.coalesce(c_.c.participating, 0), func.coalesce(c_.c.credits, 0),
+               literal(0, BigInteger) if entry else func.coalesce(c_.c.met, 0))
+        .select_from(p_.join(c_, on) if entry else p_.outerjoin(c_, on))
+        .where(p_.c.students > 0)
+    )
 
     key_names = (["school"] if by_school else ["district"] if by_district else []) + (["grade"] if by_grade else [])
     add_district = by_school and "district" in pupil
     district_of = {sid: school[DISTRICT] for sid, school in schools.items()} if by_school else {}
     order = (*(("district",) if add_district else ()), *key_names, *entry)
-    out = []  # (*key values in order, students, participating, credits, met)
-    seen: set[tuple] = set()
-    # Rows are read in slices (fetchmany): never a whole table of result rows alive at once.
-    for r in (r for part in connection.execute(cell_query).partitions(_PART) for r in part):
-        pk = r[:npk]
-        students = population.get(pk)
-        if not students:
-            continue  # (cannot happen: cells count exactly the pupils the population counts)
-        participating, credits, met = int(r[-3] or 0), int(r[-2] or 0), int(r[-1] or 0)
-        if entry and not participating and not credits:
-            continue
-        if add_district:
-            out.append((district_of.get(r[0]), *r[:-3], students, participating, credits, 0 if entry else met))
-        else:
-            out.append((*r[:-3], students, participating, credits, 0 if entry else met))
-        seen.add(pk)
-    if not entry:
-        if add_district:
-            out.extend((district_of.get(pk[0]), *pk, students, 0, 0, 0)
-                       for pk, students in population.items() if pk not in seen)
-        else:
-            out.extend((*pk, students, 0, 0, 0) for pk, students in population.items() if pk not in seen)
+    # (*key values in order, students, participating, credits, met), read in slices (fetchmany): never
+    # a whole table of result rows alive at once.
+    rows = (r for part in db.session.connection().execute(joined).partitions(_PART) for r in part)
+    if entry:
+        rows = (r for r in rows if r[-3] or r[-2])  # entry rows only where the cell has credits or participants
+    out = [(district_of.get(r[0]), *r) for r in rows] if add_district else [tuple(r) for r in rows]
 
     n = len(order)
     if only and threshold is not None and not any(
@@ -416,16 +410,15 @@ def credit_stats(*, user, school_year: str, group_by, district_id: int | None = 
                 == filters.district_id]
 
     entry_split = any(d in ENTRY_BITS for d in dims)
-    fields, make = _credit_item_maker(dims, grid_dims, schools, _districts(), entry_split)
+    fields, build = _credit_item_maker(dims, grid_dims, schools, _districts(), entry_split)
     order_key = _row_order_key(dims, grid_dims)
     ranked = sorted(kept, key=lambda i: order_key(cells[i]))
+    items = build([cells[i] for i in ranked], [hidden[i] for i in ranked])
     if raw:
-        items = [{**dict(zip(fields, make(cells[i], hidden[i]), strict=True)),
-                  "_raw": _raw_numbers(cells[i], n, entry_split, primary[i])} for i in ranked]
-    elif as_tuples:
-        items = [make(cells[i], hidden[i]) for i in ranked]
-    else:
-        items = [dict(zip(fields, make(cells[i], hidden[i]), strict=True)) for i in ranked]
+        items = [{**dict(zip(fields, item, strict=True)), "_raw": _raw_numbers(cells[i], n, entry_split, primary[i])}
+                 for item, i in zip(items, ranked, strict=True)]
+    elif not as_tuples:
+        items = [dict(zip(fields, item, strict=True)) for item in items]
     from app.credits.service import active_rules
 
     answer = {
@@ -530,43 +523,54 @@ class _Labels(dict):
 
 
 def _credit_item_maker(dims: list[str], grid_dims: list[str], schools, districts, entry_split: bool):
-    """(fields, make): make(cell, suppressed) turns a flat cell (key values in `grid_dims` order,
-    then students, participating, credits, met) into its answer row as a tuple of `fields` — keys,
-    label, numbers or nulls, suppressed. Called once per row of a city: kept to plain operations."""
+    """(fields, build): build(cells, hidden) turns flat cells (key values in `grid_dims` order, then
+    students, participating, credits, met) and their suppressed flags into answer rows, tuples of
+    `fields` — keys, label, numbers or nulls, suppressed. A city is thousands of rows, so the loop is
+    written out: no call per value (fmt_cents, div_half_up and _rate inlined for the usual
+    non-negative credits; the functions themselves otherwise)."""
     wire = {"district": "district_id", "school": "school_id"}
     district_of_school = "school" in dims and "district" not in dims
     fields = (*(wire.get(d, d) for d in dims), *(("district_id",) if district_of_school else ()), "label",
               *_NUMBERS, "suppressed")
     at = [grid_dims.index(d) for d in dims]
     n = len(grid_dims)
-    labels = [(i, _Labels(lambda value, d=d: dimension_label(d, value, schools, districts))) for d, i in zip(dims, at, strict=True)]
-    if district_of_school:
-        at_school = grid_dims.index("school")
-        district = {sid: school[DISTRICT] for sid, school in schools.items()}
-        pick = lambda cell: (*(cell[i] for i in at), district.get(cell[at_school]))  # noqa: E731
-    elif len(at) > 1:
-        pick = itemgetter(*at)
-    else:
-        pick = lambda cell, i=at[0]: (cell[i],)  # noqa: E731
-    if len(labels) == 2:
-        (i0, la), (i1, lb) = labels
-        label = lambda cell: f"{la[cell[i0]]} / {lb[cell[i1]]}"  # noqa: E731  (" / ".join of the two)
-    else:
-        (i0, la), = labels
-        label = lambda cell: la[cell[i0]]  # noqa: E731
+    la, lb = (_Labels(lambda value, d=d: dimension_label(d, value, schools, districts)) for d in (*dims, dims[0])[:2])
+    two = len(dims) == 2
+    i0, i1 = at[0], at[-1]
+    i_school = grid_dims.index("school") if district_of_school else 0
+    district_of = {sid: school[DISTRICT] for sid, school in schools.items()}.get
     hidden_numbers = (None,) * len(_NUMBERS)
-    rate = _rate
-    cents = fmt_cents
 
-    def make(cell: tuple, suppressed: bool) -> tuple:
-        if suppressed:
-            return (*pick(cell), label(cell), *hidden_numbers, True)
-        students, participating, credits, met = cell[n:]
-        return (*pick(cell), label(cell), students, participating, rate(participating, students), cents(credits),
-                cents(div_half_up(credits, students)) if students else None,
-                None if entry_split else rate(met, students), False)
+    def build(cells, hidden) -> list[tuple]:
+        rows = []
+        append = rows.append
+        for cell, suppressed in zip(cells, hidden, strict=True):
+            v0 = cell[i0]
+            if two:
+                v1 = cell[i1]
+                head = (v0, v1, district_of(cell[i_school])) if district_of_school else (v0, v1)
+                text = f"{la[v0]} / {lb[v1]}"  # " / ".join of the two labels
+            else:
+                head = (v0, district_of(cell[i_school])) if district_of_school else (v0,)
+                text = la[v0]
+            if suppressed:
+                append((*head, text, *hidden_numbers, True))
+                continue
+            students, participating, credits, met = cell[n:]
+            if not students:
+                append((*head, text, students, participating, None, fmt_cents(credits), None, None, False))
+                continue
+            if credits >= 0:
+                total = f"{credits // 100}.{credits % 100:02d}"
+                mean = (2 * credits + students) // (2 * students)
+                mean = f"{mean // 100}.{mean % 100:02d}"
+            else:
+                total, mean = fmt_cents(credits), fmt_cents(div_half_up(credits, students))
+            append((*head, text, students, participating, round(participating / students, 4), total, mean,
+                    None if entry_split else round(met / students, 4), False))
+        return rows
 
-    return fields, make
+    return fields, build
 
 
 # ---------------------------------------------------------------------------------------------

@@ -256,8 +256,9 @@ def main(argv=None) -> int:
     pages = len(PdfReader(io.BytesIO(pdf_body)).pages)
     backend = url.split(":", 1)[0].split("+", 1)[0]
     print(f"\ntranscript benchmark — one pupil, {len(data['entries'])} ledger entries at first ({YEAR}, total "
-          f"{data['total']}, {len(json_body) / 1024:.0f} KiB of JSON; PDF {len(pdf_body) / 1024:.0f} KiB, {pages} pages), "
-          f"{backend}, single process (test client), reader = class teacher (audited); set-up {setup_s:.1f} s")
+          f"{data['total']}, JSON {len(json_body) / 1024:.0f} KiB), {lines[-1][4].split('–')[-1]} at the end (PDF "
+          f"{len(pdf_body) / 1024:.0f} KiB, {pages} pages); {backend}, single process (test client), reader = class "
+          f"teacher (audited); set-up {setup_s:.1f} s")
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (wall times suffer when it is high)")
     print(f"{'request':<38} {'entries':>8} {'runs':>5} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7} {'cpu p50':>8} "
           f"{'cpu p95':>8} {'target':>7}  ok")

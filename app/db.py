@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -76,6 +78,45 @@ def _held_here() -> set[str]:
         held = _thread_state.held = set()
     return held
 
+WRITE_LOCK_TIMEOUT = 30.0  # seconds, like busy_timeout
+
+
+class _FlockTimeout(Exception):
+    pass
+
+
+def _raise_timeout(_signum, _frame):
+    raise _FlockTimeout
+
+
+def _wait_for_flock(fd: int, timeout: float) -> None:
+    """Block on the flock for at most `timeout` seconds. In the main thread (a gunicorn sync worker,
+    a CLI) the kernel wakes the waiter the moment the lock is free and SIGALRM bounds the wait;
+    elsewhere (threads, or SIGALRM already in use) it retries every few hundred microseconds."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGALRM) in (
+            signal.SIG_DFL, None):
+        previous = signal.signal(signal.SIGALRM, _raise_timeout)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except _FlockTimeout:
+            raise sqlite3.OperationalError("database is locked (write queue timeout)") from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return
+    deadline, pause = time.monotonic() + timeout, 0.0001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked (write queue timeout)") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.0005)
+
+
 class QueuedWriterConnection(sqlite3.Connection):
     """A sqlite3 connection whose write transactions first take an flock on a file beside the
     database, and drop it when they commit or roll back.
@@ -88,10 +129,14 @@ class QueuedWriterConnection(sqlite3.Connection):
     """
 
     write_lock_path: str | None = None
+    write_lock_timeout: float = WRITE_LOCK_TIMEOUT
     _lock_fd: int | None = None
     _locked = False
+    _held_by: set | None = None  # the acquiring thread's set (a release may come from another thread)
 
     def acquire_write_lock(self) -> None:
+        """Wait for the write queue, at most write_lock_timeout seconds (then "database is locked",
+        which the API answers 503 with Retry-After, as SQLite's own busy timeout did)."""
         if self._locked or not self.write_lock_path or fcntl is None:
             return
         held = _held_here()
@@ -100,15 +145,18 @@ class QueuedWriterConnection(sqlite3.Connection):
             raise sqlite3.OperationalError("database is locked (this thread already holds the write lock)")
         if self._lock_fd is None:
             self._lock_fd = os.open(self.write_lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        self._locked = True
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _wait_for_flock(self._lock_fd, self.write_lock_timeout)
+        self._locked, self._held_by = True, held
         held.add(self.write_lock_path)
 
     def _release_write_lock(self) -> None:
         if self._locked:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             self._locked = False
-            _held_here().discard(self.write_lock_path)
+            self._held_by.discard(self.write_lock_path)
 
     def commit(self) -> None:
         try:
@@ -130,6 +178,15 @@ class QueuedWriterConnection(sqlite3.Connection):
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+
+
+def queue_for_write_lock(session) -> None:
+    """SQLite: join the writers' queue now, in a transaction that is about to write but began
+    deferred (a GET that writes, e.g. the statistics refresh). Call it before the transaction's
+    first read. A no-op on PostgreSQL or when this transaction already holds the lock."""
+    dbapi_connection = session.connection().connection.dbapi_connection
+    if isinstance(dbapi_connection, QueuedWriterConnection):
+        dbapi_connection.acquire_write_lock()
 
 
 def sqlite_engine_options(uri: str, options: dict) -> dict:

@@ -58,7 +58,7 @@ from sqlalchemy.orm import Session, scoped_session
 
 from app.credits.models import LedgerEntry
 from app.credits.rules import ACTIVITY_KINDS, COMPETITION, SHANGHAI, RuleSet, progress
-from app.db import utcnow
+from app.db import queue_for_write_lock, utcnow
 from app.extensions import db
 from app.stats.models import (
     StatsCell,
@@ -487,12 +487,19 @@ def stored_met_version(session: Session) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # The hot path: one ledger entry
 
+# The venue kind is the one the aggregate delta was computed with (read once per batch): read again
+# here, a kind committed in between would leave the cell and the aggregates disagreeing.
 _UPSERT_FINE = text(
     "INSERT INTO stats_student_cells (student_id, school_year, activity_kind, venue_id, month, venue_kind, amount, "
-    "checkins) VALUES (:student_id, :school_year, :activity_kind, :venue_id, :month, "
-    f"COALESCE((SELECT v.kind FROM venues v WHERE v.id = :venue_id), '{NO_VENUE}'), :amount, :checkins) "
+    "checkins) VALUES (:student_id, :school_year, :activity_kind, :venue_id, :month, :venue_kind, :amount, :checkins) "
     "ON CONFLICT (student_id, school_year, activity_kind, venue_id, month) DO UPDATE SET "
     "amount = stats_student_cells.amount + excluded.amount, checkins = stats_student_cells.checkins + excluded.checkins"
+)
+
+
+_SET_CELL_KIND = text(
+    "UPDATE stats_student_cells SET venue_kind = :venue_kind "
+    "WHERE student_id = :student_id AND venue_id = :venue_id AND venue_kind <> :venue_kind"
 )
 
 
@@ -591,7 +598,8 @@ def reconcile_students(student_ids: Iterable[int], *, session: Session | None = 
                 cell.amount += amount
                 cell.checkins += checkins
                 fine_rows.append({"student_id": sid, "school_year": year, "activity_kind": kind, "venue_id": venue_id,
-                                  "month": month, "amount": amount, "checkins": checkins})
+                                  "month": month, "venue_kind": cell.venue_kind, "amount": amount,
+                                  "checkins": checkins})
         delta = Delta()
         snapshots = []
         for sid in ids:
@@ -606,12 +614,11 @@ def reconcile_students(student_ids: Iterable[int], *, session: Session | None = 
                 snapshots.append({"student_id": sid, "school_id": keep.school_id, "grade": keep.grade,
                                   "active": keep.active})
         if kind_changed:
-            session.execute(text(
-                "UPDATE stats_student_cells SET venue_kind = (SELECT v.kind FROM venues v WHERE v.id = stats_student_cells.venue_id) "
-                "WHERE venue_id <> 0 AND student_id IN ({}) AND venue_kind <> "
-                "(SELECT v.kind FROM venues v WHERE v.id = stats_student_cells.venue_id)".format(
-                    ", ".join(str(int(i)) for i in sorted(kind_changed)))
-            ))
+            # The kinds the delta was computed with, not a fresh read (see _UPSERT_FINE).
+            session.execute(_SET_CELL_KIND, [
+                {"student_id": sid, "venue_id": c.venue_id, "venue_kind": c.venue_kind}
+                for sid in sorted(kind_changed) for _year, c in now[sid] if c.venue_id
+            ])
         if fine_rows:
             session.execute(_UPSERT_FINE, fine_rows)  # after the kind update: new cells take the current kind
         if snapshots:
@@ -694,12 +701,21 @@ def refresh(session: Session | None = None, *, commit: bool = True) -> RefreshRe
     ).scalars().all()
     for start in range(0, len(ids), 5000):
         batch = list(ids[start:start + 5000])
+        if pg:
+            # A pupil locked right now (a scan, a move not yet committed) is skipped and stays
+            # queued: reconciled now, from the row as it was, a move committing afterwards would find
+            # the pupil already queued, queue nothing, and be lost when this dequeues it.
+            existing = set(session.execute(text("SELECT id FROM students WHERE id = ANY(:ids)"), {"ids": batch}).scalars())
+            locked = set(session.execute(
+                text("SELECT id FROM students WHERE id = ANY(:ids) ORDER BY id FOR UPDATE SKIP LOCKED"), {"ids": batch}
+            ).scalars())
+            batch = sorted(locked | (set(batch) - existing))
         reconcile_students(batch, session=session)
         _dequeue(session, "student", batch)
         report.students += len(batch)
-        apply_pending(session)
+        _batch_done(session, commit)
     if queued_entries:
-        report.entries = _fold_entries(session)
+        report.entries = _fold_entries(session, commit)
     if moved_schools:
         # A school moved to another district: its pupils stay where they are counted (per school),
         # only the district sums change. Rare; recomputed set-based, after the queued pupils.
@@ -726,7 +742,16 @@ _QUEUED_ENTRIES = (
 )
 
 
-def _fold_entries(session: Session) -> int:
+def _batch_done(session: Session, commit: bool) -> None:
+    """Write a batch's deltas; when refresh owns the transaction, commit it (a long backlog then
+    survives a request that times out half-way) and take the refresh lock again."""
+    apply_pending(session)
+    if commit:
+        session.commit()
+        _take_write_lock(session)
+
+
+def _fold_entries(session: Session, commit: bool) -> int:
     """Fold the queued ledger entries into the roll-ups, FOLD_BATCH at a time (the caller holds the
     refresh lock). Entries queued after this started, with a higher id, wait for the next refresh."""
     size = FOLD_BATCH
@@ -738,7 +763,7 @@ def _fold_entries(session: Session) -> int:
             break
         reconcile_students((), session=session, additions=entry_additions(rows))
         _dequeue(session, "entry", [r.ref_id for r in rows])
-        apply_pending(session)
+        _batch_done(session, commit)
         after, folded = rows[-1].ref_id, folded + len(rows)
     return folded
 
@@ -756,7 +781,9 @@ def _take_write_lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": REFRESH_LOCK})
     else:
         # A deferred SQLite transaction that reads and then writes fails if another connection
-        # wrote in between; writing first makes it wait for the lock instead.
+        # wrote in between; writing first makes it wait for the lock instead (queued behind the
+        # other writers when this transaction has not read yet: app.db.queue_for_write_lock).
+        queue_for_write_lock(session)
         session.execute(text("DELETE FROM stats_dirty WHERE 1 = 0"))
 
 
@@ -1045,18 +1072,21 @@ class CheckReport:
         return {"ok": self.ok, "differences": self.differences, "samples": self.samples}
 
 
-def check(session: Session | None = None, *, sample: int = 5) -> CheckReport:
+def check(session: Session | None = None, *, sample: int = 5, lock: bool = True) -> CheckReport:
     """Recompute every roll-up from scratch (ledger, pupils, venues, active rules) in temporary
     tables and compare with the stored ones; zero rows (a cell whose pupils all moved away) are
     not differences. Call refresh() first: queued pupils are not yet expected to be counted. Entries
     appended meanwhile are queued, not counted, and left out of the from-scratch side too (no
-    refresh can fold them while this holds the refresh lock)."""
+    refresh can fold them while this holds the refresh lock). On PostgreSQL, `lock=False` is for a
+    caller whose transaction is one REPEATABLE READ snapshot (`flask stats check`): a refresh
+    commits its fold and its dequeue together, so one snapshot is consistent without holding every
+    statistics request back for the whole check."""
     from app.credits.service import active_rules
 
     session = _session(session)
     dialect = session.get_bind().dialect.name
     rules = active_rules()
-    if dialect == "postgresql":
+    if dialect == "postgresql" and lock:
         _take_write_lock(session)  # SQLite: this read transaction is one snapshot already
     cell_cols = ", ".join(CELL_KEY + CELL_VALUES)
     venue_cols = ", ".join(VENUE_KEY + VENUE_VALUES)

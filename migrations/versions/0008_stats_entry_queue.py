@@ -31,9 +31,15 @@ def upgrade():
 
 
 def downgrade():
-    # Fold what is queued first (flask stats refresh): the old append path folded entries itself.
-    if op.get_bind().dialect.name == "postgresql":
+    # The old append path folded each entry itself and knows no "entry" queue: recompute the
+    # roll-ups from the ledger (which empties the queue) so nothing queued is lost.
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS stats_entry_appended ON ledger_entries")
     else:
         op.execute("DROP TRIGGER IF EXISTS stats_entry_appended")
-    op.execute("DELETE FROM stats_dirty WHERE kind = 'entry'")
+    from sqlalchemy.orm import Session
+
+    from app.stats.rollup import rebuild_with_connection
+
+    rebuild_with_connection(Session(bind=bind))

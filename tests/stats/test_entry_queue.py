@@ -105,3 +105,33 @@ def test_refresh_folds_a_queue_larger_than_one_batch(app, monkeypatch):
     assert report.entries == 25
     assert _queued_entries() == []
     assert rollup.check().ok
+
+
+def test_a_pupil_moved_while_a_refresh_runs_is_not_lost(app, committed):
+    """PostgreSQL: a pupil already queued, moved by a transaction that commits only after a refresh
+    read them, must still be counted where they are now (refresh skips a pupil locked right now)."""
+    from sqlalchemy import text
+
+    with app.app_context():
+        district = f.district()
+        school_a, school_b = f.school(district), f.school(district)
+        pupil = f.student(f.school_class(school_a, grade=5))
+        class_b = f.school_class(school_b, grade=5)
+        venue = f.venue(district)
+        _append(pupil, venue, "2.00")
+        db.session.commit()
+        rollup.refresh()
+        pupil.grade = 6  # queued again (a promotion) …
+        db.session.commit()
+        ids = {"pupil": pupil.id, "class_b": class_b.id, "school_b": school_b.id}
+        db.session.remove()
+
+        with db.engine.connect() as mover:  # … and moved by a transaction still open
+            mover.execute(text("UPDATE students SET school_id = :school_b, class_id = :class_b WHERE id = :pupil"), ids)
+            rollup.refresh()
+            mover.commit()
+        db.session.remove()
+        rollup.refresh()
+        report = rollup.check()
+        assert report.ok, report.as_dict()
+        db.session.remove()

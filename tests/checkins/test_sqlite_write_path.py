@@ -1,0 +1,111 @@
+"""On SQLite a scan authenticates and reads the activity in a plain read transaction, then queues
+for the write lock (BEGIN IMMEDIATE behind the writers' flock) — checked on an app of its own, on
+its own database file, without the suite's one-transaction-per-test wrapper; and real threads
+scanning at once all get their answer with every chain intact."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event
+
+from app.db import utcnow
+from tests import factories as f
+from tests.conftest import IS_POSTGRES, TestConfig
+
+# `committed`: outside the suite's one-transaction-per-test wrapper (this app has its own file).
+pytestmark = [pytest.mark.skipif(IS_POSTGRES, reason="the SQLite write path"), pytest.mark.committed]
+
+
+@pytest.fixture()
+def own_app(tmp_path):
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+
+    config = type("OwnFile", (TestConfig,), {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'own.sqlite3'}"})
+    application = create_app(config)
+    with application.app_context():
+        upgrade()
+        db.session.remove()
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+def _world(app, pupils: int):
+    from app.extensions import db
+    from app.venues import codes
+
+    with app.app_context():
+        venue = f.venue()
+        staff = f.user("venue_staff", venues=[venue])
+        activity = f.activity(venue, kind="lecture", starts_at=utcnow() - timedelta(hours=2),
+                              ends_at=utcnow() + timedelta(hours=4))
+        klass = f.school_class(grade=6)
+        students = [f.student(klass) for _ in range(pupils)]
+        db.session.commit()
+        world = {"headers": f.bearer(staff), "activity": activity.id,
+                 "passes": [codes.student_pass(s.id, s.pass_version) for s in students]}
+        db.session.remove()
+        return world
+
+
+def _body(world, i, direction, minutes_ago):
+    return {"student_pass": world["passes"][i], "activity_id": world["activity"], "direction": direction,
+            "scanned_at": (utcnow() - timedelta(minutes=minutes_ago)).isoformat(), "nonce": str(uuid.uuid4())}
+
+
+def test_a_scan_reads_first_and_then_takes_the_write_lock(own_app):
+    from app.extensions import db
+
+    world = _world(own_app, 1)
+    seen = []
+    with own_app.app_context():
+        engine = db.engine
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement.split()[0].upper() + (" IMMEDIATE" if "IMMEDIATE" in statement else ""))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        answer = own_app.test_client().post("/api/v1/checkins", json=_body(world, 0, "entry", 50),
+                                            headers=world["headers"])
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert answer.status_code == 201, answer.json
+    # a read transaction (the caller, the activity; its COMMIT is the driver's, not a statement),
+    # then the write transaction, which does every write
+    assert seen[:4] == ["BEGIN", "SELECT", "SELECT", "BEGIN IMMEDIATE"], seen
+    assert seen.count("BEGIN IMMEDIATE") == 1 and "INSERT" in seen[4:]
+
+
+def test_threads_scanning_at_once_all_get_their_answer(own_app):
+    from app.credits.ledger import verify_all
+    from app.extensions import db
+
+    pupils = 6
+    world = _world(own_app, pupils)
+    statuses, barrier = [], threading.Barrier(pupils)
+
+    def pupil(i):
+        client = own_app.test_client()
+        barrier.wait()
+        for direction, ago in (("entry", 50), ("exit", 2)):
+            statuses.append(client.post("/api/v1/checkins", json=_body(world, i, direction, ago),
+                                        headers=world["headers"]).status_code)
+
+    threads = [threading.Thread(target=pupil, args=(i,)) for i in range(pupils)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert statuses == [201] * (2 * pupils)
+    with own_app.app_context():
+        reports = list(verify_all())
+        assert len(reports) == pupils and all(r.ok for r in reports)
+        db.session.remove()

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import BigInteger, DateTime, Text, case, cast, func, inspect, null, or_, select, type_coerce
+from sqlalchemy import BigInteger, DateTime, Text, case, cast, func, inspect, or_, select, type_coerce
 
 from app.common import fmt_credits, iso
 from app.credits.models import GENESIS_HASH, LedgerEntry
@@ -215,7 +215,7 @@ _RAW_COLUMNS = (
     type_coerce(LedgerEntry.created_at, DateTime).label("created_at"), LedgerEntry.created_by,
     LedgerEntry.prev_hash, LedgerEntry.hash, cast(LedgerEntry.explanation, Text).label("explanation"),
 )
-_SEQ, _HASH = 2, 18  # positions in _RAW_COLUMNS
+_SEQ, _YEAR, _HASH = 2, 12, 18  # positions in _RAW_COLUMNS
 _ENTRY_TEMPLATE = (
     '{"id":%d,"student_id":%d,"seq":%d,"kind":%s,"amount":"%s","activity_kind":%s,"competition":%s,'
     '"source":%s,"source_id":%s,"reverses_id":%s,"venue_id":%s,"occurred_at":"%s","school_year":%s,"term":%d,'
@@ -299,11 +299,17 @@ def _local_iso(moment: datetime) -> str:
 
 def _entry_rows(student_id: int, school_year: str, first_seq: int | None, last_seq: int) -> list[tuple]:
     """The year's entries with first_seq ≤ seq ≤ last_seq (from the first when first_seq is None), as
-    plain tuples in _RAW_COLUMNS order: Core on the session's connection, no ORM result layer."""
-    condition = _year(student_id, school_year) & (LedgerEntry.seq <= last_seq)
-    if first_seq is not None:
-        condition &= LedgerEntry.seq >= first_seq
-    return db.session.connection().execute(select(*_RAW_COLUMNS).where(condition).order_by(LedgerEntry.seq)).all()
+    plain tuples in _RAW_COLUMNS order: Core on the session's connection, no ORM result layer.
+
+    A seq range (the entries after a cached prefix) is read through the (student_id, seq) key, every
+    year's, and the other years' dropped here: a few rows, where the (student_id, school_year) index
+    would walk the whole year."""
+    if first_seq is None:
+        condition = _year(student_id, school_year) & (LedgerEntry.seq <= last_seq)
+    else:
+        condition = (LedgerEntry.student_id == student_id) & LedgerEntry.seq.between(first_seq, last_seq)
+    rows = db.session.connection().execute(select(*_RAW_COLUMNS).where(condition).order_by(LedgerEntry.seq)).all()
+    return rows if first_seq is None else [row for row in rows if row[_YEAR] == school_year]
 
 
 def _format(rows) -> bytes:
@@ -361,21 +367,18 @@ def _signed_head(student: Student, school_year: str, *, actor_id: int | None) ->
     """(signed_head's answer, the seq of the year's last entry or None)."""
     check_school_year(school_year)
     year = _year(student.id, school_year)
-    # Sums per kind and term with the count and the last seq, in one statement (one snapshot).
+    # One statement, so one snapshot: sums per kind and term with their count and last seq, and on
+    # every row the class and school names and the hash of the year's last entry.
+    last = select(LedgerEntry.hash).where(year).order_by(LedgerEntry.seq.desc()).limit(1).scalar_subquery()
     sums = db.session.execute(
         select(KIND_CASE, LedgerEntry.term, func.sum(type_coerce(LedgerEntry.amount, BigInteger)), func.count(),
-               func.max(LedgerEntry.seq))
+               func.max(LedgerEntry.seq), *_names_select(student), last)
         .where(year).group_by(KIND_CASE, LedgerEntry.term)
     ).all()
     count = sum(row[3] for row in sums)
     last_seq = max((row[4] for row in sums), default=None)
-    # The names, and the last entry's hash (an entry never changes: it is the hash of that snapshot).
-    class_name, school_name, last_hash = db.session.execute(select(
-        *_names_select(student),
-        select(LedgerEntry.hash).where(LedgerEntry.student_id == student.id, LedgerEntry.seq == last_seq)
-        .scalar_subquery() if count else null(),
-    )).one()
-    data = _head(student, school_year, [(kind, term, Decimal(cents).scaleb(-2)) for kind, term, cents, *_ in sums],
+    class_name, school_name, last_hash = sums[0][5:] if sums else (*_names(student), None)
+    data = _head(student, school_year, [(row[0], row[1], Decimal(row[2]).scaleb(-2)) for row in sums],
                  (class_name, school_name))
     data["entries"] = None
     data["credential"] = _issue(data, count, last_hash, actor_id)
@@ -383,9 +386,9 @@ def _signed_head(student: Student, school_year: str, *, actor_id: int | None) ->
 
 
 def signed_head(student: Student, school_year: str, *, actor_id: int | None) -> dict:
-    """The transcript without its entries ("entries": None) but with its credential, from two small
-    queries (sums, count and last seq per kind and term; the class and school names with the last
-    entry's hash)."""
+    """The transcript without its entries ("entries": None) but with its credential, from one small
+    aggregate statement (sums, count and last seq per kind and term, with the class and school names
+    and the last entry's hash)."""
     return _signed_head(student, school_year, actor_id=actor_id)[0]
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import BigInteger, DateTime, Text, case, cast, func, inspect, or_, select, type_coerce
+from sqlalchemy import BigInteger, DateTime, Text, bindparam, case, cast, func, inspect, or_, select, type_coerce
 
 from app.common import fmt_credits, iso
 from app.credits.models import GENESIS_HASH, LedgerEntry
@@ -222,6 +222,27 @@ _ENTRY_TEMPLATE = (
     '"rule_version":%s,"created_at":"%s","created_by":%s,"prev_hash":"%s","hash":"%s","explanation":%s}'
 )
 _SHANGHAI_OFFSET = timedelta(hours=8)  # Asia/Shanghai has kept UTC+8 all year since 1991
+
+# The statements every transcript read runs, built once: SQLAlchemy memoises a statement's cache key,
+# so executing one costs the lookup of its compiled form only.
+_THE_YEAR = (LedgerEntry.student_id == bindparam("student_id")) & (LedgerEntry.school_year == bindparam("school_year"))
+# One statement, so one snapshot: sums per kind and term with their count and last seq, and on every
+# row the class and school names and the hash of the year's last entry.
+_HEAD_SUMS = (
+    select(KIND_CASE, LedgerEntry.term, func.sum(type_coerce(LedgerEntry.amount, BigInteger)), func.count(),
+           func.max(LedgerEntry.seq),
+           select(SchoolClass.name).where(SchoolClass.id == bindparam("class_id")).scalar_subquery(),
+           select(School.name).where(School.id == bindparam("school_id")).scalar_subquery(),
+           select(LedgerEntry.hash).where(_THE_YEAR).order_by(LedgerEntry.seq.desc()).limit(1).scalar_subquery())
+    .where(_THE_YEAR).group_by(KIND_CASE, LedgerEntry.term)
+)
+_YEAR_ENTRIES = select(*_RAW_COLUMNS).where(_THE_YEAR & (LedgerEntry.seq <= bindparam("last_seq"))).order_by(LedgerEntry.seq)
+_SEQ_RANGE = (
+    select(*_RAW_COLUMNS)
+    .where(LedgerEntry.student_id == bindparam("student_id"),
+           LedgerEntry.seq.between(bindparam("first_seq"), bindparam("last_seq")))
+    .order_by(LedgerEntry.seq)
+)
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 
 
@@ -304,12 +325,12 @@ def _entry_rows(student_id: int, school_year: str, first_seq: int | None, last_s
     A seq range (the entries after a cached prefix) is read through the (student_id, seq) key, every
     year's, and the other years' dropped here: a few rows, where the (student_id, school_year) index
     would walk the whole year."""
+    connection = db.session.connection()
     if first_seq is None:
-        condition = _year(student_id, school_year) & (LedgerEntry.seq <= last_seq)
-    else:
-        condition = (LedgerEntry.student_id == student_id) & LedgerEntry.seq.between(first_seq, last_seq)
-    rows = db.session.connection().execute(select(*_RAW_COLUMNS).where(condition).order_by(LedgerEntry.seq)).all()
-    return rows if first_seq is None else [row for row in rows if row[_YEAR] == school_year]
+        return connection.execute(_YEAR_ENTRIES, {"student_id": student_id, "school_year": school_year,
+                                                  "last_seq": last_seq}).all()
+    rows = connection.execute(_SEQ_RANGE, {"student_id": student_id, "first_seq": first_seq, "last_seq": last_seq})
+    return [row for row in rows if row[_YEAR] == school_year]
 
 
 def _format(rows) -> bytes:
@@ -366,15 +387,8 @@ def _serialised_entries(student_id: int, school_year: str, count: int, last_seq:
 def _signed_head(student: Student, school_year: str, *, actor_id: int | None) -> tuple[dict, int | None]:
     """(signed_head's answer, the seq of the year's last entry or None)."""
     check_school_year(school_year)
-    year = _year(student.id, school_year)
-    # One statement, so one snapshot: sums per kind and term with their count and last seq, and on
-    # every row the class and school names and the hash of the year's last entry.
-    last = select(LedgerEntry.hash).where(year).order_by(LedgerEntry.seq.desc()).limit(1).scalar_subquery()
-    sums = db.session.execute(
-        select(KIND_CASE, LedgerEntry.term, func.sum(type_coerce(LedgerEntry.amount, BigInteger)), func.count(),
-               func.max(LedgerEntry.seq), *_names_select(student), last)
-        .where(year).group_by(KIND_CASE, LedgerEntry.term)
-    ).all()
+    sums = db.session.execute(_HEAD_SUMS, {"student_id": student.id, "school_year": school_year,
+                                           "class_id": student.class_id, "school_id": student.school_id}).all()
     count = sum(row[3] for row in sums)
     last_seq = max((row[4] for row in sums), default=None)
     class_name, school_name, last_hash = sums[0][5:] if sums else (*_names(student), None)

@@ -137,7 +137,7 @@ def file_response(result: dict, fmt: str, *, venues: bool) -> Response:
     title = f"科普活动指数 {result['school_year']}" if venues else f"科普学分统计 {result['school_year']}"
     headers, rows = table(result, columns, for_csv=fmt == "csv")
     if fmt == "csv":
-        data, mimetype = to_csv(headers, rows), "text/csv; charset=utf-8"
+        data, mimetype = to_csv(headers, rows), "text/csv"  # Response adds "; charset=utf-8" to text/*
     else:
         data, mimetype = to_xlsx(headers, rows, title), XLSX_MIME
     ascii_name = f"{'venue-index' if venues else 'credit-stats'}-{result['school_year']}.{fmt}"

@@ -1,5 +1,7 @@
 """What gunicorn and `flask --app wsgi` load."""
 
+import gc
+
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -15,3 +17,6 @@ def behind_proxies(application: Flask) -> Flask:
 
 
 app = behind_proxies(create_app())
+# The ~150,000 objects of a loaded app live as long as the process: keep them out of every later
+# garbage collection, which otherwise walks them all (a full collection cost ~77 ms here).
+gc.freeze()

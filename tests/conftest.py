@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,26 +64,34 @@ def db_session(request, app):
     Services commit as usual; with join_transaction_mode="create_savepoint" their commits only
     release savepoints. Tests marked `committed` (real threads) skip this and clean up instead.
     """
-    from app.extensions import db
-
     if "committed" in request.keywords:
         yield None
         return
-    with app.app_context():
-        connection = db.engine.connect()
-        outer = connection.begin()
-        original = db.session
-        # A plain SQLAlchemy session: Flask-SQLAlchemy's own would pick the engine per table and
-        # so escape the outer transaction.
-        factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
-        db.session = scoped_session(factory, scopefunc=_app_ctx_id)
-        try:
-            yield db.session
-        finally:
-            db.session.remove()
-            db.session = original
-            outer.rollback()
-            connection.close()
+    with app.app_context(), rolled_back_session() as (session, _connection):
+        yield session
+
+
+@contextmanager
+def rolled_back_session():
+    """Point db.session at one connection inside an outer transaction that is rolled back at the end
+    (in the current app context); yields (session, connection). Commits inside only release
+    savepoints (join_transaction_mode="create_savepoint")."""
+    from app.extensions import db
+
+    connection = db.engine.connect()
+    outer = connection.begin()
+    original = db.session
+    # A plain SQLAlchemy session: Flask-SQLAlchemy's own would pick the engine per table and
+    # so escape the outer transaction.
+    factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    db.session = scoped_session(factory, scopefunc=_app_ctx_id)
+    try:
+        yield db.session, connection
+    finally:
+        db.session.remove()
+        db.session = original
+        outer.rollback()
+        connection.close()
 
 
 @pytest.fixture

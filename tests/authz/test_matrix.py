@@ -14,13 +14,12 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from flask.globals import app_ctx
-from sqlalchemy.orm import scoped_session, sessionmaker
 
 from app.extensions import db
 from tests.authz import world as world_module
 from tests.authz.table import ANY_ROLE, KIND_FIELD, ROWS, Expect, rows_by_key
 from tests.authz.world import CALLERS, MISSING_ID, ROLES
+from tests.conftest import rolled_back_session
 
 TABLE = rows_by_key()
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
@@ -37,28 +36,13 @@ def _cells():
                 yield pytest.param(key, caller, case, id=f"{key}|{caller}|{case}", marks=marks)
 
 
-def _app_ctx_id() -> int:
-    return id(app_ctx._get_current_object())
-
-
 @pytest.fixture(scope="module")
 def world(app):
     """The city of world.py, committed into one module-wide transaction that is rolled back at the end."""
-    with app.app_context():
-        connection = db.engine.connect()
-        outer = connection.begin()
-        original = db.session
-        factory = sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
-        db.session = scoped_session(factory, scopefunc=_app_ctx_id)
-        try:
-            built = world_module.build()
-            db.session.remove()
-            yield SimpleNamespace(data=built, connection=connection)
-        finally:
-            db.session.remove()
-            db.session = original
-            outer.rollback()
-            connection.close()
+    with app.app_context(), rolled_back_session() as (session, connection):
+        built = world_module.build()
+        session.remove()
+        yield SimpleNamespace(data=built, connection=connection)
 
 
 @pytest.fixture(autouse=True)

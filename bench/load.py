@@ -539,6 +539,45 @@ def latency_row(records) -> dict:
             "non_2xx": sum(1 for r in records if not 200 <= r[1] < 300)}
 
 
+def worker_times(metrics_dir: Path) -> dict:
+    """Time spent in the worker per route (the app's Prometheus histogram, summed over the workers'
+    multiprocess files): count, and p50/p99 interpolated within the histogram's buckets (5, 10, 25,
+    50, 100, 250, 500 ms, 1, 2.5, 5 s) as Prometheus' histogram_quantile does — coarse, but without the
+    wait for a free worker that the client's figures include."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(metrics_dir))
+    buckets: dict[str, Counter] = defaultdict(Counter)
+    for metric in registry.collect():
+        if metric.name != "ledger_http_request_duration_seconds":
+            continue
+        for sample in metric.samples:
+            if sample.name.endswith("_bucket"):
+                route = f"{sample.labels['method']} {sample.labels['route']}"
+                buckets[route][float(sample.labels["le"])] += sample.value
+
+    def quantile(cumulative: list[tuple[float, float]], q: float) -> float:
+        total = cumulative[-1][1]
+        rank, lower, below = q * total, 0.0, 0.0
+        for upper, count in cumulative:
+            if count >= rank:
+                if math.isinf(upper):
+                    return lower * 1000  # beyond the last bound: its lower edge
+                return (lower + (upper - lower) * (rank - below) / max(count - below, 1e-9)) * 1000
+            lower, below = upper, count
+        return float("nan")
+
+    out = {}
+    for route, counts in buckets.items():
+        cumulative = sorted(counts.items())
+        if cumulative and cumulative[-1][1]:
+            out[route] = {"requests": int(cumulative[-1][1]), "p50_ms": quantile(cumulative, 0.5),
+                          "p99_ms": quantile(cumulative, 0.99)}
+    return out
+
+
 def run(args, data: dict, work: Path, url: str) -> dict:
     shares = write_requests(work, data, args.requests, args.connections, args.seed)
     lua = work / "mix.lua"
@@ -581,7 +620,8 @@ def run(args, data: dict, work: Path, url: str) -> dict:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
-    return {"wrk": parse_wrk(out), "wrk_output": out, "records": records.all(), "samples": samples}
+    return {"wrk": parse_wrk(out), "wrk_output": out, "records": records.all(), "samples": samples,
+            "worker_times": worker_times(metrics_dir)}
 
 
 def check_after(data: dict) -> dict:
@@ -678,6 +718,11 @@ def report(args, backend: str, data: dict, result: dict, after: dict, provenance
           f"{r['p99_ms']:>9.1f}{r['max_ms']:>9.0f}{r['non_2xx']:>9}")
     w(f"{'all':<40}{n:>9,}{1:>7.0%}{overall['p50_ms']:>9.1f}{overall['p90_ms']:>9.1f}{overall['p99_ms']:>9.1f}"
       f"{overall['max_ms']:>9.0f}{overall['non_2xx']:>9}")
+    w()
+    w("time in the worker (app's Prometheus histogram, interpolated within its buckets; no wait for a worker):")
+    w(f"{'route':<52}{'requests':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for route, r in sorted(result["worker_times"].items(), key=lambda item: -item[1]["requests"]):
+        w(f"{route:<52}{r['requests']:>9,}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}")
     if unmatched:
         w(f"answers not matched to a request (no X-Request-Id echoed): {len(unmatched)}")
     w()
@@ -714,7 +759,7 @@ def report(args, backend: str, data: dict, result: dict, after: dict, provenance
       f"chains and roll-ups ok): {'MET' if ok else 'NOT MET'}")
     return {"backend": backend, "requests": n, "overall": overall, "by_route": {ROUTES[c]: r for c, r in by_route.items()},
             "errors": [{"route": r, "status": s, "code": c, "count": k} for (r, s, c), k in sorted(errors.items())],
-            "socket_errors": socket_errors, "intervals": intervals,
+            "socket_errors": socket_errors, "intervals": intervals, "worker_times": result["worker_times"],
             "samples": [{"at": s["at"], "metrics_kb": s["metrics_kb"],
                          "workers": {str(p): v for p, v in s["workers"].items()}} for s in samples],
             "growth_mb": growth, "anon_growth_mb": anon_growth, "largest_mb": largest, "restarted": restarted,

@@ -22,6 +22,7 @@ import argparse
 import ctypes
 import gc
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -83,6 +84,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=1,
                         help="frames tracemalloc keeps per allocation (default 1: fast; 8 shows who calls)")
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (the SQLite file, request files)")
     parser.add_argument("--trim", action="store_true",
                         help="at each tenth also give glibc's free pages back (malloc_trim) and read RSS again")
     args = parser.parse_args()
@@ -147,6 +149,8 @@ def main() -> int:
         print(f"  {stat.size_diff / 1024:+9.1f} KB {stat.count_diff:+7d} blocks")
         for frame in stat.traceback.format()[-12:]:
             print(f"      {frame}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -33,6 +33,11 @@ preload_app = False
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ledger-metrics-")
 
+# Imported here, once, after the directory is known — not inside child_exit: when several workers
+# exit at once the handler re-enters mid-import ("partially initialized module"), and gunicorn
+# treats that exception as fatal to the master (seen at shutdown under bench/load.py).
+from prometheus_client import multiprocess  # noqa: E402
+
 
 def on_starting(server):
     """Start with an empty metrics directory: files left by an earlier run would be counted again."""
@@ -44,6 +49,4 @@ def on_starting(server):
 
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from the aggregated metrics."""
-    from prometheus_client import multiprocess
-
     multiprocess.mark_process_dead(worker.pid)

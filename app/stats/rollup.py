@@ -68,6 +68,7 @@ from app.stats.models import (
     StatsStudent,
     StatsStudentCell,
 )
+from app.transcripts.service import kind_of  # the transcript's kind; KIND_SQL is its SQL mirror
 
 log = logging.getLogger(__name__)
 
@@ -501,15 +502,6 @@ _SET_CELL_KIND = text(
     "UPDATE stats_student_cells SET venue_kind = :venue_kind "
     "WHERE student_id = :student_id AND venue_id = :venue_id AND venue_kind <> :venue_kind"
 )
-
-
-def kind_of(entry) -> str:
-    """The requirement kind an entry counts toward (``transcripts.service.kind_of``; KIND_SQL in SQL)."""
-    if entry.activity_kind:
-        return entry.activity_kind
-    if entry.source == "claim" or entry.competition:
-        return "competition"
-    return OTHER
 
 
 def fine_key(entry) -> tuple[str, str, int, str]:

@@ -53,7 +53,7 @@ def _ensure_instance_dir(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from app import models  # noqa: F401  (the whole schema, for SQLAlchemy and Alembic)
-    from app.db import configure_sqlite, sqlite_engine_options
+    from app.db import configure_sqlite, sqlite_checkpoint_after_response, sqlite_engine_options
     from app.extensions import api, csrf, db, limiter, migrate
 
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = sqlite_engine_options(
@@ -62,6 +62,7 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             configure_sqlite(db.engine)
+            sqlite_checkpoint_after_response(app, db.engine)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
     if app.config.get("REDIS_URL"):

@@ -106,3 +106,34 @@ def test_a_rollback_from_another_thread_releases_for_the_acquiring_thread(path):
     thread.join(5)
     _begin_write(conn)  # the acquiring thread may write again
     conn.commit()
+
+
+def test_checkpoints_run_after_the_write_lock_is_released(path, monkeypatch):
+    """Every CHECKPOINT_EVERY-th write commit of the process copies the WAL back, once the flock is
+    released (SQLite's own automatic checkpoint ran inside the commit, with writers queued behind)."""
+    import app.db as appdb
+
+    monkeypatch.setattr(appdb, "CHECKPOINT_EVERY", 3)
+    monkeypatch.setattr(QueuedWriterConnection, "_write_commits", 0)
+    seen = []
+    real = appdb.wal_checkpoint
+
+    def recording(connection):
+        seen.append(connection._locked)
+        real(connection)
+
+    monkeypatch.setattr(appdb, "wal_checkpoint", recording)
+    conn, other = _connect(path), _connect(path)
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    for n in range(7):
+        _begin_write(conn)
+        conn.execute("INSERT INTO t VALUES (?)", (n,))
+        conn.commit()
+    conn.execute("BEGIN")  # a read-only transaction's commit is not counted
+    conn.commit()
+    assert seen == [False, False]  # after the 3rd and 6th write commits, the lock already released
+    # the 7th commit's frames are still in the WAL; everything before was copied back
+    busy, log, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and log == copied
+    _begin_write(other)  # and nobody holds the write lock
+    other.rollback()

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, exists, insert, literal, select, update
+from sqlalchemy import bindparam, exists, insert, literal, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.models import StaffVenue, User
@@ -33,7 +33,7 @@ from app.credits import ledger
 from app.credits.models import RuleVersion
 from app.credits.rules import local_date, local_day_bounds, school_year_of, stay_minutes, term_of
 from app.credits.service import credit_stay, rules_named
-from app.db import READ_FIRST_ENDPOINTS, end_read_phase, utcnow
+from app.db import READ_FIRST_ENDPOINTS, Prepared, end_read_phase, utcnow
 from app.errors import APIError, not_found
 from app.extensions import db
 from app.matching.models import Booking
@@ -125,9 +125,10 @@ def mode_for(user: User) -> str:
 
 
 # --- the pipeline ---------------------------------------------------------------------------------
-# Every scan runs these, so they are Core statements built once (SQLAlchemy memoises their compiled
-# form) returning plain rows: an ORM load or flush costs several times the statement itself, and
-# on SQLite the whole scan holds the one write lock.
+# Every scan runs these, so they are Core statements compiled once per dialect and run on the
+# session's DBAPI connection (app.db.Prepared) returning plain rows: an ORM load or flush, or even
+# Session.execute, costs several times the statement itself, and on SQLite the whole write part
+# of a scan holds the one write lock.
 
 
 @dataclass(slots=True)
@@ -193,66 +194,79 @@ class Stay:
 _V = Venue.__table__.c
 _A = Activity.__table__.c
 _C = Checkin.__table__.c
-_REPLAY = select(Scan.__table__.c.id, Scan.__table__.c.request_hash, Scan.__table__.c.response_status,
-                 Scan.__table__.c.response_body).where(
-    Scan.__table__.c.actor_id == bindparam("actor_id"), Scan.__table__.c.nonce == bindparam("nonce"))
+_REPLAY = Prepared(select(Scan.__table__.c.id, Scan.__table__.c.request_hash, Scan.__table__.c.response_status,
+                          Scan.__table__.c.response_body).where(
+    Scan.__table__.c.actor_id == bindparam("actor_id"), Scan.__table__.c.nonce == bindparam("nonce")))
 _ACTIVITY_COLUMNS = (
     _A.id, _A.venue_id, _A.kind, _A.title, _A.starts_at, _A.ends_at, _A.min_minutes, _A.capacity, _A.grades,
     exists().where(Booking.__table__.c.activity_id == _A.id).label("has_bookings"),
     _V.name, _V.kind.label("venue_kind"), _V.level, _V.active, _V.latitude, _V.longitude,
 )
-_ACTIVITY = select(*_ACTIVITY_COLUMNS).join_from(Activity.__table__, Venue.__table__, _V.id == _A.venue_id).where(
-    _A.id == bindparam("activity_id"))
-_STAFF_ACTIVITY = _ACTIVITY.where(
-    _A.venue_id.in_(select(StaffVenue.venue_id).where(StaffVenue.user_id == bindparam("user_id"))))
+_ACTIVITY_SELECT = select(*_ACTIVITY_COLUMNS).join_from(
+    Activity.__table__, Venue.__table__, _V.id == _A.venue_id).where(_A.id == bindparam("activity_id"))
+_ACTIVITY = Prepared(_ACTIVITY_SELECT)
+_STAFF_ACTIVITY = Prepared(_ACTIVITY_SELECT.where(
+    _A.venue_id.in_(select(StaffVenue.venue_id).where(StaffVenue.user_id == bindparam("user_id")))))
 _S = Student.__table__.c
 _TC = TermClosure.__table__.c
 _RULE_VERSION = (select(RuleVersion.version).where(RuleVersion.active.is_(True)).limit(1).scalar_subquery()
                  .label("rule_version"))
-_LOCK_STUDENT = (
+_LOCK_STUDENT_SELECT = (
     select(_S.id, _S.school_id, _S.class_id, _S.grade, _S.active, _S.pass_version)
     .where(_S.id == bindparam("student_id"))
     .with_for_update(of=Student.__table__)
 )
+_LOCK_STUDENT = Prepared(_LOCK_STUDENT_SELECT)
 # What the scan asks besides the pupil: on PostgreSQL read by a statement of its own once the lock
 # is held. A SELECT … FOR UPDATE that waited for the lock sees the locked row fresh but the rest of
 # the statement as it was when it started, so a term closed or a rule set activated meanwhile would
 # be missed. SQLite takes its write lock before any read: one statement does both there.
-_STUDENT_FACTS = select(
+_STUDENT_FACTS = Prepared(select(
     exists().where(_TC.school_id == bindparam("school_id"), _TC.school_year == bindparam("school_year"),
                    _TC.term == bindparam("term")).label("term_closed"),
     _RULE_VERSION,
-)
-_LOCK_STUDENT_AND_FACTS = select(
-    *_LOCK_STUDENT.selected_columns,
+))
+_LOCK_STUDENT_AND_FACTS = Prepared(select(
+    *_LOCK_STUDENT_SELECT.selected_columns,
     exists().where(_TC.school_id == _S.school_id, _TC.school_year == bindparam("school_year"),
                    _TC.term == bindparam("term")).label("term_closed"),
     _RULE_VERSION,
-).where(_S.id == bindparam("student_id"))
-_IS_GUARDIAN = select(literal(1)).where(GuardianLink.guardian_id == bindparam("guardian_id"),
-                                        GuardianLink.student_id == bindparam("student_id"))
+).where(_S.id == bindparam("student_id")))
+_IS_GUARDIAN = Prepared(select(literal(1)).where(GuardianLink.guardian_id == bindparam("guardian_id"),
+                                                 GuardianLink.student_id == bindparam("student_id")))
 _STAY_COLUMNS = (_C.id, _C.student_id, _C.activity_id, _C.venue_id, _C.entered_at, _C.exited_at, _C.deadline,
                  _C.minutes, _C.source, _C.exit_source, _C.device_id, _C.status, _C.flags)
-_OPEN_STAYS = select(*_STAY_COLUMNS).where(
-    _C.student_id == bindparam("student_id"), _C.status.in_(OPEN), _C.exited_at.is_(None))
-_EXIT_CANDIDATE = (
+
+
+def _statuses(*names: str):
+    """A fixed IN list written into the SQL (Prepared statements take no expanding lists)."""
+    return [literal_column(f"'{name}'") for name in names]
+
+
+_OPEN_STAYS = Prepared(select(*_STAY_COLUMNS).where(
+    _C.student_id == bindparam("student_id"), _C.status.in_(_statuses(*OPEN)), _C.exited_at.is_(None)))
+_EXIT_CANDIDATE = Prepared(
     select(*_STAY_COLUMNS)
     .where(
         _C.student_id == bindparam("student_id"),
         _C.activity_id == bindparam("activity_id"),
-        _C.status.in_((*OPEN, "no_exit")),
+        _C.status.in_(_statuses(*OPEN, "no_exit")),
         _C.exited_at.is_(None),
         _C.entered_at <= bindparam("when", type_=_C.entered_at.type),
     )
     .order_by(_C.entered_at.desc())
     .limit(1)
 )
-_INSERT_CHECKIN = insert(Checkin.__table__).returning(_C.id)
-_CLOSE_STAY = update(Checkin.__table__).where(_C.id == bindparam("stay_id")).values(
+_INSERT_CHECKIN = Prepared(insert(Checkin.__table__).returning(_C.id), keys=(
+    "student_id", "activity_id", "venue_id", "entered_at", "deadline", "source", "device_id", "status", "flags",
+    "created_by", "created_at"))
+_CLOSE_STAY = Prepared(update(Checkin.__table__).where(_C.id == bindparam("stay_id")).values(
     exited_at=bindparam("exited_at", type_=_C.exited_at.type), minutes=bindparam("minutes"),
-    exit_source=bindparam("exit_source"), status=bindparam("status"))
+    exit_source=bindparam("exit_source"), status=bindparam("status")))
 _NO_EXIT = update(Checkin.__table__).where(_C.id.in_(bindparam("ids", expanding=True))).values(status="no_exit")
-_INSERT_SCAN = insert(Scan.__table__).returning(Scan.__table__.c.id)
+_INSERT_SCAN = Prepared(insert(Scan.__table__).returning(Scan.__table__.c.id), keys=(
+    "actor_id", "nonce", "request_hash", "source", "direction", "student_id", "activity_id", "checkin_id",
+    "device_id", "scanned_at", "received_at", "successful", "reason", "response_status", "response_body"))
 
 
 def scan(req: ScanRequest, *, now: datetime | None = None) -> ScanResult:
@@ -306,7 +320,7 @@ def _replay(req: ScanRequest, digest: str) -> ScanResult | None:
     """The stored answer for this actor's nonce (409 if the body differs), or None."""
     if not req.nonce:
         return None
-    row = db.session.execute(_REPLAY, {"actor_id": req.actor.id, "nonce": req.nonce}).first()
+    row = _REPLAY.first(db.session, {"actor_id": req.actor.id, "nonce": req.nonce})
     if row is None:
         return None
     if row.request_hash != digest:
@@ -321,7 +335,7 @@ def _replay(req: ScanRequest, digest: str) -> ScanResult | None:
 
 def _store(req, digest, result, now, *, direction, student_id, activity_id, checkin_id, when, reason) -> int:
     """Store the scan with its answer (a duplicate nonce raises IntegrityError here); returns its id."""
-    return db.session.execute(_INSERT_SCAN, {
+    return _INSERT_SCAN.scalar(db.session, {
         "actor_id": req.actor.id,
         "nonce": req.nonce or f"server-{uuid.uuid4().hex}",
         "request_hash": digest,
@@ -337,7 +351,7 @@ def _store(req, digest, result, now, *, direction, student_id, activity_id, chec
         "reason": reason,
         "response_status": result.status,
         "response_body": result.body,
-    }).scalar_one()
+    })
 
 
 @dataclass
@@ -402,21 +416,21 @@ def _lock_student(student_id: int | None, when: datetime) -> StudentRow | None:
     params = {"student_id": student_id, "school_year": school_year_of(day), "term": term_of(day)}
     db.session.flush()  # Core statements do not autoflush: pending changes to the pupil come first
     if db.session.get_bind().dialect.name == "sqlite":
-        row = facts = db.session.execute(_LOCK_STUDENT_AND_FACTS, params).first()
+        row = facts = _LOCK_STUDENT_AND_FACTS.first(db.session, params)
         if row is None:
             return None
     else:
-        row = db.session.execute(_LOCK_STUDENT, params).first()
+        row = _LOCK_STUDENT.first(db.session, params)
         if row is None:
             return None
-        facts = db.session.execute(_STUDENT_FACTS, {**params, "school_id": row.school_id}).one()
+        facts = _STUDENT_FACTS.first(db.session, {**params, "school_id": row.school_id})
     ledger.mark_locked(student_id)
     return StudentRow(row.id, row.school_id, row.class_id, row.grade, bool(row.active), row.pass_version,
                       bool(facts.term_closed), facts.rule_version)
 
 
-def _load_activity(statement, params) -> ActivityRow | None:
-    row = db.session.execute(statement, params).first()
+def _load_activity(statement: Prepared, params) -> ActivityRow | None:
+    row = statement.first(db.session, params)
     if row is None:
         return None
     venue = VenueRow(row.venue_id, row.name, row.venue_kind, row.level, bool(row.active), row.latitude,
@@ -448,8 +462,8 @@ def _activity(activity_id: int | None, staff: User | None) -> ActivityRow:
 def _code_student_id(req: ScanRequest) -> int:
     if req.source == "self":
         return req.actor.student_id
-    if req.student_id is None or db.session.execute(
-            _IS_GUARDIAN, {"guardian_id": req.actor.id, "student_id": req.student_id}).first() is None:
+    if req.student_id is None or _IS_GUARDIAN.first(
+            db.session, {"guardian_id": req.actor.id, "student_id": req.student_id}) is None:
         raise Refused("not_guardian", student_id=req.student_id)
     return req.student_id
 
@@ -505,7 +519,7 @@ def _enter(req: ScanRequest, target: Target) -> Stay:
     student, activity, when = target.student, target.activity, target.when
     if not (activity.starts_at <= when <= activity.ends_at):
         raise Refused("activity_not_open", starts_at=iso(activity.starts_at), ends_at=iso(activity.ends_at))
-    open_stays = db.session.execute(_OPEN_STAYS, {"student_id": student.id}).all()
+    open_stays = _OPEN_STAYS.rows(db.session, {"student_id": student.id})
     for stay in open_stays:
         if stay.activity_id == activity.id and stay.entered_at <= when <= stay.deadline + EXIT_GRACE:
             raise Refused("already_checked_in", checkin_id=stay.id, entered_at=iso(stay.entered_at))
@@ -530,11 +544,11 @@ def _enter(req: ScanRequest, target: Target) -> Stay:
                 exited_at=None, deadline=deadline_of(activity, when), minutes=None, source=req.source,
                 exit_source=None, device_id=req.device_id, status="flagged" if flags else "open", flags=flags,
                 activity=activity)
-    stay.id = db.session.execute(_INSERT_CHECKIN, {
+    stay.id = _INSERT_CHECKIN.scalar(db.session, {
         "student_id": stay.student_id, "activity_id": stay.activity_id, "venue_id": stay.venue_id,
         "entered_at": when, "deadline": stay.deadline, "source": stay.source, "device_id": stay.device_id,
         "status": stay.status, "flags": flags, "created_by": req.actor.id, "created_at": utcnow(),
-    }).scalar_one()
+    })
     link_attendance(seat, stay)  # a booked pupil's check-in links to the booking
     return stay
 
@@ -543,8 +557,7 @@ def _exit(req: ScanRequest, target: Target):
     student, activity, when = target.student, target.activity, target.when
     if when > activity.ends_at + EXIT_GRACE and req.source != "staff":
         raise Refused("activity_not_open", starts_at=iso(activity.starts_at), ends_at=iso(activity.ends_at))
-    row = db.session.execute(_EXIT_CANDIDATE, {"student_id": student.id, "activity_id": activity.id,
-                                               "when": when}).first()
+    row = _EXIT_CANDIDATE.first(db.session, {"student_id": student.id, "activity_id": activity.id, "when": when})
     if row is None or when > row.deadline + EXIT_GRACE:
         raise Refused("not_checked_in")
     stay = Stay(**row._asdict(), activity=activity)
@@ -552,7 +565,7 @@ def _exit(req: ScanRequest, target: Target):
     stay.minutes = stay_minutes(stay.entered_at, stay.exited_at)
     stay.exit_source = req.source
     stay.status = "flagged" if stay.flags else "completed"  # a flagged one waits for a teacher
-    db.session.execute(_CLOSE_STAY, {"stay_id": stay.id, "exited_at": stay.exited_at, "minutes": stay.minutes,
+    _CLOSE_STAY.execute(db.session, {"stay_id": stay.id, "exited_at": stay.exited_at, "minutes": stay.minutes,
                                      "exit_source": stay.exit_source, "status": stay.status})
     if stay.flags:
         open_checkin_review(stay, student)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 
 from app.credits.models import GENESIS_HASH, LedgerEntry
 from app.credits.rules import local_date, school_year_of, term_of
-from app.db import utcnow
+from app.db import Prepared, utcnow
 from app.extensions import db
 from app.observability import LEDGER_APPENDS
 from app.orgs.models import Student
@@ -55,14 +55,14 @@ _LOCK_STUDENT = (
     select(Student).where(Student.id == bindparam("student_id")).with_for_update()
     .execution_options(populate_existing=True)
 )
-_HEAD = (
+_HEAD = Prepared(
     select(LedgerEntry.seq, LedgerEntry.hash).where(LedgerEntry.student_id == bindparam("student_id"))
     .order_by(LedgerEntry.seq.desc()).limit(1)
 )
 
 
 _COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
-_INSERT = insert(LedgerEntry.__table__).returning(LedgerEntry.__table__.c.id)
+_INSERT = Prepared(insert(LedgerEntry.__table__).returning(LedgerEntry.__table__.c.id), keys=_COLUMNS)
 
 
 def lock_student(student_id: int) -> Student | None:
@@ -118,7 +118,7 @@ def append(
     appended in a savepoint that rolls back must not linger in the session's identity map.
     """
     _ensure_locked(student_id)
-    head = db.session.execute(_HEAD, {"student_id": student_id}).first()
+    head = _HEAD.first(db.session, {"student_id": student_id})
     day = local_date(occurred_at)
     entry = LedgerEntry(
         student_id=student_id,
@@ -143,7 +143,7 @@ def append(
     )
     entry.hash = entry_hash(entry)
     # A trigger queues the entry for the bureau roll-ups (app.stats.rollup.refresh).
-    entry.id = db.session.execute(_INSERT, {name: getattr(entry, name) for name in _COLUMNS}).scalar_one()
+    entry.id = _INSERT.scalar(db.session, {name: getattr(entry, name) for name in _COLUMNS})
     make_transient_to_detached(entry)
     LEDGER_APPENDS.labels(kind).inc()
     return entry

@@ -23,7 +23,7 @@ from app.credits.rules import (
     school_year_of,
     term_of,
 )
-from app.db import utcnow
+from app.db import Prepared, utcnow
 from app.errors import APIError
 from app.extensions import db
 
@@ -102,7 +102,7 @@ def _stay_history_statement():
 
 
 # Built once: it runs on every exit scan (SQLAlchemy memoises a prebuilt statement's cache key).
-_STAY_HISTORY = _stay_history_statement()
+_STAY_HISTORY = Prepared(_stay_history_statement())
 
 
 def stay_history(*, student_id: int, venue_id: int, occurred_at) -> StayHistory:
@@ -110,10 +110,10 @@ def stay_history(*, student_id: int, venue_id: int, occurred_at) -> StayHistory:
     activity credits that local day, and stays credited (and not reversed) at the venue."""
     day_start, day_end = local_day_bounds(occurred_at)
     day = local_date(occurred_at)
-    row = db.session.execute(_STAY_HISTORY, {
+    row = _STAY_HISTORY.first(db.session, {
         "day_start": day_start, "day_end": day_end, "venue_id": venue_id, "student_id": student_id,
         "school_year": school_year_of(day), "term": term_of(day),
-    }).one()
+    })
     day_total, credited, reversed_ = row
     return StayHistory(day_activity_total=day_total or Decimal("0"), venue_stays_this_term=credited - reversed_)
 

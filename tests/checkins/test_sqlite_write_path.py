@@ -109,3 +109,37 @@ def test_threads_scanning_at_once_all_get_their_answer(own_app):
         reports = list(verify_all())
         assert len(reports) == pupils and all(r.ok for r in reports)
         db.session.remove()
+
+
+def test_the_wal_checkpoint_runs_after_the_answer_is_sent(own_app, monkeypatch):
+    """App connections never checkpoint inside a commit (wal_autocheckpoint=0); a request whose
+    commit is due for one runs it once the response has been sent, on a connection of its own."""
+    import app.db as appdb
+    from app.db import QueuedWriterConnection
+    from app.extensions import db
+
+    world = _world(own_app, 4)
+    monkeypatch.setattr(appdb, "CHECKPOINT_EVERY", 2)
+    monkeypatch.setattr(QueuedWriterConnection, "_write_commits", 0)
+    calls = []
+    real = appdb.wal_checkpoint
+
+    def recording(connection):
+        calls.append(connection.in_transaction)
+        real(connection)
+
+    monkeypatch.setattr(appdb, "wal_checkpoint", recording)
+    with own_app.app_context():
+        raw = db.engine.raw_connection()
+        try:
+            assert raw.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        finally:
+            raw.close()
+    client = own_app.test_client()
+    for i in range(4):
+        # buffered: the test client closes the response as a server does once it has sent it
+        answer = client.post("/api/v1/checkins", json=_body(world, i, "entry", 30), headers=world["headers"],
+                             buffered=True)
+        assert answer.status_code == 201, answer.json
+    # four scans, one write commit each: checkpoints after the 2nd and the 4th, outside any transaction
+    assert calls == [False, False]

@@ -1,0 +1,158 @@
+"""app.db.Prepared, the scan path's statements on the session's DBAPI connection: every one of them
+answers exactly what Session.execute answers for the same statement (types included, on SQLite and
+PostgreSQL), errors come out as SQLAlchemy's, listeners still see each statement, and statements it
+cannot run faithfully are refused when first run."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from app.checkins import service
+from app.checkins.models import Checkin, Scan
+from app.credits import ledger
+from app.credits import service as credits
+from app.credits.rules import local_day_bounds, school_year_of, term_of
+from app.db import Prepared
+from app.extensions import db
+from app.venues import codes
+from tests import factories as f
+
+T0 = datetime(2026, 11, 17, 2, 0, tzinfo=UTC)  # a Tuesday of term 1 of 2026-2027
+
+
+@pytest.fixture
+def world(ctx):
+    """A pupil with one completed, credited stay and one open stay, scanned by venue staff."""
+    klass = f.school_class(grade=5)
+    pupil = f.student(klass)
+    venue = f.venue(kind="science_museum", level="city")
+    morning = f.activity(venue, kind="visit", starts_at=T0 - timedelta(hours=1), ends_at=T0 + timedelta(hours=3))
+    later = f.activity(venue, kind="lecture", starts_at=T0 + timedelta(hours=3), ends_at=T0 + timedelta(hours=6))
+    staff = f.user("venue_staff", venues=[venue])
+    guardian = f.user("guardian", children=[pupil])
+    token = codes.student_pass(pupil.id, pupil.pass_version)
+
+    def scan(activity, direction, at):
+        body = {"student_pass": token, "activity_id": activity.id, "direction": direction,
+                "scanned_at": at.isoformat(), "nonce": str(uuid.uuid4())}
+        req = service.ScanRequest(actor=staff, source="staff", student_pass=token, activity_id=activity.id,
+                                  direction=direction, scanned_at=at, nonce=body["nonce"], body=body)
+        result = service.scan(req, now=at)
+        assert result.status == 201, result.body
+        return result
+
+    scan(morning, "entry", T0)
+    scan(morning, "exit", T0 + timedelta(minutes=75))
+    scan(later, "entry", T0 + timedelta(hours=3, minutes=5))
+    return {"pupil": pupil, "venue": venue, "morning": morning, "later": later, "staff": staff,
+            "guardian": guardian, "klass": klass}
+
+
+def _cases(world):
+    pupil, staff, venue = world["pupil"], world["staff"], world["venue"]
+    nonce = db.session.scalar(select(Scan.nonce).where(Scan.actor_id == staff.id).limit(1))
+    day = T0.astimezone(UTC)
+    day_start, day_end = local_day_bounds(day)
+    local = day.date()
+    facts = {"student_id": pupil.id, "school_year": school_year_of(local), "term": term_of(local)}
+    return [
+        (service._REPLAY, {"actor_id": staff.id, "nonce": nonce}),
+        (service._ACTIVITY, {"activity_id": world["morning"].id}),
+        (service._STAFF_ACTIVITY, {"activity_id": world["later"].id, "user_id": staff.id}),
+        (service._STAFF_ACTIVITY, {"activity_id": world["later"].id, "user_id": world["guardian"].id}),
+        (service._LOCK_STUDENT, {"student_id": pupil.id}),
+        (service._STUDENT_FACTS, {**facts, "school_id": pupil.school_id}),
+        (service._LOCK_STUDENT_AND_FACTS, facts),
+        (service._IS_GUARDIAN, {"guardian_id": world["guardian"].id, "student_id": pupil.id}),
+        (service._OPEN_STAYS, {"student_id": pupil.id}),
+        (service._EXIT_CANDIDATE, {"student_id": pupil.id, "activity_id": world["later"].id,
+                                   "when": T0 + timedelta(hours=4)}),
+        (service._EXIT_CANDIDATE, {"student_id": pupil.id, "activity_id": world["morning"].id,
+                                   "when": T0 + timedelta(hours=4)}),
+        (credits._STAY_HISTORY, {"day_start": day_start, "day_end": day_end, "venue_id": venue.id,
+                                 "student_id": pupil.id, **facts}),
+        (ledger._HEAD, {"student_id": pupil.id}),
+    ]
+
+
+def test_every_scan_statement_answers_what_session_execute_answers(world):
+    cases = _cases(world)
+    answered = 0
+    for prepared, params in cases:
+        expected = [tuple(row) for row in db.session.execute(prepared.statement, params).all()]
+        got = prepared.rows(db.session, params)
+        assert [tuple(row) for row in got] == expected, prepared.statement
+        for mine, theirs in zip(got, expected, strict=True):
+            assert [type(v) for v in mine] == [type(v) for v in theirs], prepared.statement
+        answered += bool(expected)
+    # not vacuous: every case finds rows but two that must not (a guardian is not venue staff; the
+    # morning stay is closed, so it is no exit candidate)
+    assert answered == len(cases) - 2
+    row = service._EXIT_CANDIDATE.first(db.session, cases[9][1])
+    assert row.entered_at.tzinfo is UTC and isinstance(row.flags, list)  # UTCDateTime and JSON processed
+    assert row._asdict()["id"] == row.id
+    history = credits._STAY_HISTORY.first(db.session, cases[11][1])
+    assert str(history[0]) == "1.00"  # Money: cents back to a Decimal
+
+
+def test_inserts_and_updates_write_what_the_orm_reads_back(world):
+    pupil, activity = world["pupil"], world["later"]
+    when = T0 + timedelta(hours=5)
+    new_id = service._INSERT_CHECKIN.scalar(db.session, {
+        "student_id": pupil.id, "activity_id": activity.id, "venue_id": activity.venue_id, "entered_at": when,
+        "deadline": when + timedelta(hours=1), "source": "staff", "device_id": None, "status": "open",
+        "flags": [{"code": "x"}], "created_by": world["staff"].id, "created_at": when,
+    })
+    service._CLOSE_STAY.execute(db.session, {"stay_id": new_id, "exited_at": when + timedelta(minutes=50),
+                                             "minutes": 50, "exit_source": "staff", "status": "completed"})
+    stay = db.session.get(Checkin, new_id)
+    assert (stay.entered_at, stay.exited_at, stay.minutes, stay.status, stay.flags) == (
+        when, when + timedelta(minutes=50), 50, "completed", [{"code": "x"}])
+
+
+def test_a_constraint_violation_is_sqlalchemys_integrity_error_and_the_session_goes_on(world):
+    staff = world["staff"]
+    existing = db.session.scalars(select(Scan).where(Scan.actor_id == staff.id).limit(1)).one()
+    duplicate = {column: getattr(existing, column) for column in service._INSERT_SCAN.keys}
+    with pytest.raises(IntegrityError):
+        with db.session.begin_nested():
+            service._INSERT_SCAN.scalar(db.session, duplicate)
+    assert ledger._HEAD.first(db.session, {"student_id": world["pupil"].id}).seq == 1
+
+
+def test_listeners_see_every_statement(world):
+    seen = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    connection = db.session.connection()
+    event.listen(connection, "before_cursor_execute", record)
+    try:
+        ledger._HEAD.first(db.session, {"student_id": world["pupil"].id})
+    finally:
+        event.remove(connection, "before_cursor_execute", record)
+    assert len(seen) == 1 and "ledger_entries" in seen[0] and "ORDER BY" in seen[0]
+
+
+def test_a_missing_parameter_is_an_error_not_a_null(world):
+    with pytest.raises(KeyError, match="student_id"):
+        ledger._HEAD.first(db.session, {})
+
+
+def test_statements_it_cannot_run_faithfully_are_refused(ctx):
+    expanding = Prepared(select(Checkin.id).where(Checkin.status.in_(["open", "flagged"])))
+    with pytest.raises(ValueError, match="IN lists"):
+        expanding.rows(db.session, {})
+    # checkins.status, flags and created_at have Python-side defaults: an INSERT that does not name
+    # them would need SQLAlchemy's execution context to compute them
+    partial = Prepared(insert(Checkin.__table__), keys=("student_id",))
+    with pytest.raises(ValueError, match="default"):
+        partial.execute(db.session, {"student_id": 1})
+    bare = Prepared(select(Checkin.id).where(Checkin.id == bindparam("id")))
+    assert bare.rows(db.session, {"id": -1}) == []

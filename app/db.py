@@ -170,6 +170,21 @@ class QueuedWriterConnection(sqlite3.Connection):
         if wrote:
             self.checkpoint_after_commit()
 
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release_write_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release_write_lock()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
     def checkpoint_after_commit(self) -> None:
         """Copy the WAL back into the database every CHECKPOINT_EVERY write commits of this
         process, after the write lock is released.
@@ -217,21 +232,6 @@ def sqlite_checkpoint_after_response(app, engine: Engine) -> None:
         if request.environ.pop(_CHECKPOINT_DUE, False):
             response.call_on_close(checkpoint)
         return response
-
-    def rollback(self) -> None:
-        try:
-            super().rollback()
-        finally:
-            self._release_write_lock()
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._release_write_lock()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
 
 
 def queue_for_write_lock(session) -> None:

@@ -108,6 +108,18 @@ def test_a_rollback_from_another_thread_releases_for_the_acquiring_thread(path):
     conn.commit()
 
 
+@pytest.mark.parametrize("ending", ["rollback", "close"])
+def test_a_rollback_or_close_lets_the_next_writer_in(path, ending):
+    first, second = _connect(path), _connect(path, timeout=1.0)
+    _begin_write(first)
+    first.execute("INSERT INTO t VALUES (1)")
+    getattr(first, ending)()
+    _begin_write(second)  # within a second, or "database is locked"
+    second.execute("INSERT INTO t VALUES (2)")
+    second.commit()
+    assert [r[0] for r in second.execute("SELECT n FROM t")] == [2]
+
+
 def test_checkpoints_run_after_the_write_lock_is_released(path, monkeypatch):
     """Every CHECKPOINT_EVERY-th write commit of the process copies the WAL back, once the flock is
     released (SQLite's own automatic checkpoint ran inside the commit, with writers queued behind)."""

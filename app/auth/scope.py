@@ -10,9 +10,12 @@ from functools import wraps
 
 from flask import request
 from sqlalchemy import bindparam, false, select, true
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from app.auth.models import StaffVenue, TeacherClass, User
 from app.auth.tokens import TokenError, decode
+from app.db import Prepared
 from app.errors import APIError, not_found
 from app.extensions import db
 from app.orgs.models import GuardianLink, School, SchoolClass, Student
@@ -36,8 +39,26 @@ def current_user() -> User:
     return user
 
 
-# Every authenticated request runs it: built once (Session.get builds its statement anew each time).
-_USER = select(User).where(User.id == bindparam("user_id"))
+# Every authenticated request runs it, so it is a Prepared statement returning the plain row; the
+# User is then built from it and handed to the session as a persistent, unchanged instance — what
+# an ORM load gives, for a fifth of the cost (an ORM select was ~250 µs of every request).
+_USER_ROW = Prepared(select(*User.__table__.c).where(User.__table__.c.id == bindparam("user_id")))
+
+
+def load_user(user_id: int) -> User | None:
+    """The user with this id as a persistent instance of the session (the one already in the
+    session's identity map, when there is one)."""
+    session = db.session
+    user = session.identity_map.get(identity_key(User, user_id))
+    if user is not None:
+        return user
+    row = _USER_ROW.first(session, {"user_id": user_id})
+    if row is None:
+        return None
+    user = User(**row._asdict())
+    make_transient_to_detached(user)  # loaded state, nothing pending: adding it issues no SQL
+    session.add(user)
+    return user
 
 
 def authenticate() -> User:
@@ -50,7 +71,7 @@ def authenticate() -> User:
     except TokenError as exc:
         message = "登录已过期，请重新登录。" if str(exc) == "token_expired" else "登录凭证无效，请重新登录。"
         raise APIError(401, str(exc), message) from None
-    user = db.session.scalar(_USER, {"user_id": int(claims["sub"])})
+    user = load_user(int(claims["sub"]))
     if user is None or not user.active:
         raise APIError(401, "token_invalid", "登录凭证无效，请重新登录。")
     request.environ[_USER_KEY] = user

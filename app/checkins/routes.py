@@ -57,10 +57,12 @@ def limited(view):
     return view
 
 
+# The scan routes pass schema instances: given a class, webargs builds a new schema on every request
+# (~0.1 ms of a scan).
 @blp.route("/checkins", methods=["POST"])
 @limited
 @roles_required("student", "guardian", "venue_staff")
-@blp.arguments(ScanSchema)
+@blp.arguments(ScanSchema())
 @blp.response(201)
 @documents(blp, 201, ScanResultSchema, "accepted (with the credit when a stay completes)")
 @documents(blp, 200, ScanResultSchema, "the same nonce and body again: the first answer, replayed")
@@ -79,7 +81,7 @@ def post_scan(body):
 @blp.route("/checkins/batch", methods=["POST"])
 @limited
 @roles_required("venue_staff")
-@blp.arguments(BatchSchema)
+@blp.arguments(BatchSchema())
 @blp.response(200)
 @documents(blp, 200, ScanLinesSchema)
 @error_responses(blp, 429)

@@ -77,6 +77,8 @@ def _cases(world):
         (credits._STAY_HISTORY, {"day_start": day_start, "day_end": day_end, "venue_id": venue.id,
                                  "student_id": pupil.id, **facts}),
         (ledger._HEAD, {"student_id": pupil.id}),
+        (credits._STAY_HISTORY_AND_HEAD, {"day_start": day_start, "day_end": day_end, "venue_id": venue.id,
+                                          "student_id": pupil.id, **facts}),
     ]
 
 
@@ -156,3 +158,27 @@ def test_statements_it_cannot_run_faithfully_are_refused(ctx):
         partial.execute(db.session, {"student_id": 1})
     bare = Prepared(select(Checkin.id).where(Checkin.id == bindparam("id")))
     assert bare.rows(db.session, {"id": -1}) == []
+
+
+def test_the_history_statement_reads_the_chain_head_as_ledger_does(world):
+    """The exit's one statement for the caps and the chain head gives the head _HEAD gives."""
+    pupil = world["pupil"]
+    head = ledger._HEAD.first(db.session, {"student_id": pupil.id})
+    day_start, day_end = local_day_bounds(T0)
+    row = credits._STAY_HISTORY_AND_HEAD.first(db.session, {
+        "day_start": day_start, "day_end": day_end, "venue_id": world["venue"].id, "student_id": pupil.id,
+        "school_year": school_year_of(T0.date()), "term": term_of(T0.date())})
+    assert (row.head_seq, row.head_hash) == (head.seq, head.hash) and head.seq == 1
+    empty = credits._STAY_HISTORY_AND_HEAD.first(db.session, {
+        "day_start": day_start, "day_end": day_end, "venue_id": world["venue"].id, "student_id": -1,
+        "school_year": school_year_of(T0.date()), "term": term_of(T0.date())})
+    assert (empty.head_seq, empty.head_hash) == (None, None)
+
+
+def test_a_head_read_without_the_lock_is_refused(world):
+    from decimal import Decimal
+
+    db.session.commit()  # a new transaction: the scans' locks are gone
+    with pytest.raises(RuntimeError, match="lock"):
+        ledger.append(student_id=world["pupil"].id, kind="adjustment", amount=Decimal("1.00"), source="adjustment",
+                      occurred_at=T0, rule_version="sz-2025", explanation={}, head=(1, "x" * 64))

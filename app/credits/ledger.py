@@ -55,10 +55,26 @@ _LOCK_STUDENT = (
     select(Student).where(Student.id == bindparam("student_id")).with_for_update()
     .execution_options(populate_existing=True)
 )
-_HEAD = Prepared(
+_HEAD_SELECT = (
     select(LedgerEntry.seq, LedgerEntry.hash).where(LedgerEntry.student_id == bindparam("student_id"))
     .order_by(LedgerEntry.seq.desc()).limit(1)
 )
+_HEAD = Prepared(_HEAD_SELECT)
+
+
+def head_columns():
+    """The chain head of the pupil bound as `student_id`, as two columns (head_seq, head_hash;
+    NULL for an empty chain) for a caller that reads it with other facts in one statement — under
+    the pupil's lock, and hands it to append(head=…)."""
+    return (
+        _HEAD_SELECT.with_only_columns(LedgerEntry.seq).scalar_subquery().label("head_seq"),
+        _HEAD_SELECT.with_only_columns(LedgerEntry.hash).scalar_subquery().label("head_hash"),
+    )
+
+
+def is_locked(student_id: int) -> bool:
+    """Whether this transaction holds the pupil's lock (lock_student or mark_locked)."""
+    return student_id in db.session.info.get("locked_students", ())
 
 
 _COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
@@ -82,8 +98,9 @@ def mark_locked(student_id: int) -> None:
     db.session.info.setdefault("locked_students", set()).add(student_id)
 
 
-def _ensure_locked(student_id: int) -> None:
-    if student_id not in db.session.info.get("locked_students", ()):
+def ensure_locked(student_id: int) -> None:
+    """Take the pupil's lock unless this transaction holds it already (no statement then)."""
+    if not is_locked(student_id):
         lock_student(student_id)
 
 
@@ -110,19 +127,28 @@ def append(
     venue_id: int | None = None,
     reverses_id: int | None = None,
     created_by: int | None = None,
+    head: tuple[int | None, str | None] | None = None,
 ) -> LedgerEntry:
     """Append one entry to the student's chain (within the caller's transaction) and return it.
 
     The entry is written with one Core INSERT (no unit-of-work flush). The LedgerEntry returned
     carries every column, its id included, but is detached: an entry is never changed, and one
     appended in a savepoint that rolls back must not linger in the session's identity map.
+
+    `head` is the chain head (seq, hash) — (None, None) for an empty chain — when the caller has
+    read it itself, after taking the pupil's lock in this transaction (head_columns()).
     """
-    _ensure_locked(student_id)
-    head = _HEAD.first(db.session, {"student_id": student_id})
+    if head is None:
+        ensure_locked(student_id)
+        row = _HEAD.first(db.session, {"student_id": student_id})
+        head = (row.seq, row.hash) if row else (None, None)
+    elif not is_locked(student_id):
+        raise RuntimeError("a chain head read without the pupil's lock may be stale")
+    head_seq, head_hash = head
     day = local_date(occurred_at)
     entry = LedgerEntry(
         student_id=student_id,
-        seq=(head.seq + 1) if head else 1,
+        seq=(head_seq + 1) if head_seq is not None else 1,
         kind=kind,
         amount=Decimal(amount).quantize(Decimal("0.01")),
         activity_kind=activity_kind,
@@ -139,7 +165,7 @@ def append(
         explanation=explanation,
         created_at=utcnow(),
         created_by=created_by,
-        prev_hash=head.hash if head else GENESIS_HASH,
+        prev_hash=head_hash if head_seq is not None else GENESIS_HASH,
     )
     entry.hash = entry_hash(entry)
     # A trigger queues the entry for the bureau roll-ups (app.stats.rollup.refresh).

@@ -101,20 +101,27 @@ def _stay_history_statement():
     )
 
 
-# Built once: it runs on every exit scan (SQLAlchemy memoises a prebuilt statement's cache key).
 _STAY_HISTORY = Prepared(_stay_history_statement())
+# What an exit scan reads before its credit, in one statement: the caps' history and the chain head
+# (the pupil is locked first, so the head cannot move before the append).
+_STAY_HISTORY_AND_HEAD = Prepared(_stay_history_statement().add_columns(*ledger.head_columns()))
 
 
 def stay_history(*, student_id: int, venue_id: int, occurred_at) -> StayHistory:
     """What caps a new stay, in one query over the student's stay entries of that term: net
     activity credits that local day, and stays credited (and not reversed) at the venue."""
+    return _history(_STAY_HISTORY.first(db.session, _history_params(student_id, venue_id, occurred_at)))
+
+
+def _history_params(student_id: int, venue_id: int, occurred_at) -> dict:
     day_start, day_end = local_day_bounds(occurred_at)
     day = local_date(occurred_at)
-    row = _STAY_HISTORY.first(db.session, {
-        "day_start": day_start, "day_end": day_end, "venue_id": venue_id, "student_id": student_id,
-        "school_year": school_year_of(day), "term": term_of(day),
-    })
-    day_total, credited, reversed_ = row
+    return {"day_start": day_start, "day_end": day_end, "venue_id": venue_id, "student_id": student_id,
+            "school_year": school_year_of(day), "term": term_of(day)}
+
+
+def _history(row) -> StayHistory:
+    day_total, credited, reversed_ = row[:3]
     return StayHistory(day_activity_total=day_total or Decimal("0"), venue_stays_this_term=credited - reversed_)
 
 
@@ -131,7 +138,9 @@ def credit_stay(checkin, *, actor_id: int | None, rules: RuleSet | None = None) 
         minutes=checkin.minutes,
         min_minutes=activity.min_minutes,
     )
-    history = stay_history(student_id=checkin.student_id, venue_id=venue.id, occurred_at=checkin.entered_at)
+    ledger.ensure_locked(checkin.student_id)  # first: the head read below must stay the head
+    row = _STAY_HISTORY_AND_HEAD.first(db.session, _history_params(checkin.student_id, venue.id, checkin.entered_at))
+    history = _history(row)
     credit = evaluate_stay(rules, stay, history)
     explanation = {
         **credit.explanation,
@@ -162,6 +171,7 @@ def credit_stay(checkin, *, actor_id: int | None, rules: RuleSet | None = None) 
         rule_version=rules.version,
         explanation=explanation,
         created_by=actor_id,
+        head=(row.head_seq, row.head_hash),
     )
 
 

@@ -320,8 +320,8 @@ class Prepared:
     eleven. Here the SQL string, the parameter order and the type processors are worked out once;
     a call converts the values with the same processors SQLAlchemy would use, executes, and
     returns plain named tuples. It runs in the session's transaction (the session begins it as
-    usual), errors come out as SQLAlchemy's (IntegrityError …, with disconnect handling), and the
-    engine's before_cursor_execute listeners still see every statement.
+    usual) after the session's autoflush, errors come out as SQLAlchemy's (IntegrityError …, with
+    disconnect handling), and the engine's before_cursor_execute listeners still see every statement.
 
     For fixed-shape statements only: no expanding IN lists (write a literal list with
     literal_column), and an INSERT or UPDATE names its columns (`keys`), none with a Python-side
@@ -356,6 +356,8 @@ class Prepared:
         return plan
 
     def _run(self, session, params: dict) -> list:
+        if session.autoflush:
+            session.flush()  # pending ORM changes first, as Session.execute does (nothing to do: ~3 µs)
         connection = session.connection()
         plan = self._plan(connection.dialect)
         args = plan.arguments(params)

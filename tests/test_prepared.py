@@ -121,9 +121,8 @@ def test_a_constraint_violation_is_sqlalchemys_integrity_error_and_the_session_g
     staff = world["staff"]
     existing = db.session.scalars(select(Scan).where(Scan.actor_id == staff.id).limit(1)).one()
     duplicate = {column: getattr(existing, column) for column in service._INSERT_SCAN.keys}
-    with pytest.raises(IntegrityError):
-        with db.session.begin_nested():
-            service._INSERT_SCAN.scalar(db.session, duplicate)
+    with pytest.raises(IntegrityError), db.session.begin_nested():
+        service._INSERT_SCAN.scalar(db.session, duplicate)
     assert ledger._HEAD.first(db.session, {"student_id": world["pupil"].id}).seq == 1
 
 
@@ -182,3 +181,13 @@ def test_a_head_read_without_the_lock_is_refused(world):
     with pytest.raises(RuntimeError, match="lock"):
         ledger.append(student_id=world["pupil"].id, kind="adjustment", amount=Decimal("1.00"), source="adjustment",
                       occurred_at=T0, rule_version="sz-2025", explanation={}, head=(1, "x" * 64))
+
+
+def test_pending_orm_changes_are_flushed_first_as_session_execute_does(world):
+    activity = world["later"]
+    activity.title = "改过的标题"  # pending in the session, not flushed
+    row = service._ACTIVITY.first(db.session, {"activity_id": activity.id})
+    assert row.title == "改过的标题"
+    with db.session.no_autoflush:
+        activity.title = "又改了"
+        assert service._ACTIVITY.first(db.session, {"activity_id": activity.id}).title == "改过的标题"

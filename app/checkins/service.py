@@ -414,7 +414,6 @@ def _lock_student(student_id: int | None, when: datetime) -> StudentRow | None:
         return None
     day = local_date(when)
     params = {"student_id": student_id, "school_year": school_year_of(day), "term": term_of(day)}
-    db.session.flush()  # Core statements do not autoflush: pending changes to the pupil come first
     if db.session.get_bind().dialect.name == "sqlite":
         row = facts = _LOCK_STUDENT_AND_FACTS.first(db.session, params)
         if row is None:

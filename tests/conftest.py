@@ -155,3 +155,27 @@ def rate_limited_app():
             with other.app_context():
                 db.engine.dispose()
         limiter.enabled = was_enabled
+
+
+@pytest.fixture
+def checkpoint_calls(monkeypatch):
+    """Arm the WAL checkpoints of app.db for a test: `arm(every, probe)` makes every `every`-th
+    write commit of the process due for one and returns the list that each checkpoint appends
+    `probe(connection)` to (the real checkpoint still runs)."""
+    import app.db as appdb
+    from app.db import QueuedWriterConnection
+
+    def arm(every: int, probe):
+        monkeypatch.setattr(appdb, "CHECKPOINT_EVERY", every)
+        monkeypatch.setattr(QueuedWriterConnection, "_write_commits", 0)
+        calls = []
+        real = appdb.wal_checkpoint
+
+        def recording(connection):
+            calls.append(probe(connection))
+            real(connection)
+
+        monkeypatch.setattr(appdb, "wal_checkpoint", recording)
+        return calls
+
+    return arm

@@ -120,21 +120,10 @@ def test_a_rollback_or_close_lets_the_next_writer_in(path, ending):
     assert [r[0] for r in second.execute("SELECT n FROM t")] == [2]
 
 
-def test_checkpoints_run_after_the_write_lock_is_released(path, monkeypatch):
+def test_checkpoints_run_after_the_write_lock_is_released(path, checkpoint_calls):
     """Every CHECKPOINT_EVERY-th write commit of the process copies the WAL back, once the flock is
     released (SQLite's own automatic checkpoint ran inside the commit, with writers queued behind)."""
-    import app.db as appdb
-
-    monkeypatch.setattr(appdb, "CHECKPOINT_EVERY", 3)
-    monkeypatch.setattr(QueuedWriterConnection, "_write_commits", 0)
-    seen = []
-    real = appdb.wal_checkpoint
-
-    def recording(connection):
-        seen.append(connection._locked)
-        real(connection)
-
-    monkeypatch.setattr(appdb, "wal_checkpoint", recording)
+    seen = checkpoint_calls(3, lambda connection: connection._locked)
     conn, other = _connect(path), _connect(path)
     conn.execute("PRAGMA wal_autocheckpoint=0")
     for n in range(7):

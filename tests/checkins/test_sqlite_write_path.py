@@ -111,24 +111,13 @@ def test_threads_scanning_at_once_all_get_their_answer(own_app):
         db.session.remove()
 
 
-def test_the_wal_checkpoint_runs_after_the_answer_is_sent(own_app, monkeypatch):
+def test_the_wal_checkpoint_runs_after_the_answer_is_sent(own_app, checkpoint_calls):
     """App connections never checkpoint inside a commit (wal_autocheckpoint=0); a request whose
     commit is due for one runs it once the response has been sent, on a connection of its own."""
-    import app.db as appdb
-    from app.db import QueuedWriterConnection
     from app.extensions import db
 
     world = _world(own_app, 4)
-    monkeypatch.setattr(appdb, "CHECKPOINT_EVERY", 2)
-    monkeypatch.setattr(QueuedWriterConnection, "_write_commits", 0)
-    calls = []
-    real = appdb.wal_checkpoint
-
-    def recording(connection):
-        calls.append(connection.in_transaction)
-        real(connection)
-
-    monkeypatch.setattr(appdb, "wal_checkpoint", recording)
+    calls = checkpoint_calls(2, lambda connection: connection.in_transaction)
     with own_app.app_context():
         raw = db.engine.raw_connection()
         try:

@@ -14,6 +14,7 @@ from decimal import Decimal
 from flask import has_request_context, request
 from sqlalchemy import BigInteger, DateTime, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InvalidRequestError, MultipleResultsFound, NoResultFound
 from sqlalchemy.types import TypeDecorator
 
 CENT = Decimal("0.01")
@@ -205,12 +206,17 @@ class QueuedWriterConnection(sqlite3.Connection):
             wal_checkpoint(self)
 
 
-def wal_checkpoint(dbapi_connection) -> None:
-    """A PASSIVE checkpoint on a connection outside any transaction (it never waits)."""
+def wal_checkpoint(dbapi_connection) -> tuple | None:
+    """A PASSIVE checkpoint on a connection outside any transaction (it never waits); returns
+    SQLite's (busy, frames in the WAL, frames copied back), None if it could not run."""
     try:
-        dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+        cursor = dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        try:
+            return cursor.fetchone()
+        finally:
+            cursor.close()
     except sqlite3.Error:  # another checkpointer is busy; the next checkpoint catches up
-        pass
+        return None
 
 
 _CHECKPOINT_DUE = "ledger.sqlite_checkpoint_due"
@@ -320,8 +326,12 @@ class Prepared:
     eleven. Here the SQL string, the parameter order and the type processors are worked out once;
     a call converts the values with the same processors SQLAlchemy would use, executes, and
     returns plain named tuples. It runs in the session's transaction (the session begins it as
-    usual) after the session's autoflush, errors come out as SQLAlchemy's (IntegrityError …, with
-    disconnect handling), and the engine's before_cursor_execute listeners still see every statement.
+    usual) after the session's autoflush (pending ORM changes are written first, as Session.execute
+    does for ORM-enabled statements), and errors come out as SQLAlchemy's (IntegrityError,
+    StatementError for a value a type refuses, disconnects invalidated). When anything listens to
+    the engine's cursor events (a profiler, Sentry, OpenTelemetry, Flask-SQLAlchemy's query
+    recording), the statement goes through SQLAlchemy's own execution instead, so listeners get the
+    execution context they expect.
 
     For fixed-shape statements only: no expanding IN lists (write a literal list with
     literal_column), and an INSERT or UPDATE names its columns (`keys`), none with a Python-side
@@ -346,6 +356,15 @@ class Prepared:
         rows = self._run(session, params)
         return rows[0][0] if rows else None
 
+    def scalar_one(self, session, params: dict):
+        """The one row's first column (an INSERT … RETURNING id); NoResultFound or
+        MultipleResultsFound otherwise, as Result.scalar_one."""
+        rows = self._run(session, params)
+        if len(rows) != 1:
+            raise (NoResultFound if not rows else MultipleResultsFound)(
+                f"expected one row, got {len(rows)}: {self.statement}")
+        return rows[0][0]
+
     def execute(self, session, params: dict) -> None:
         self._run(session, params)
 
@@ -357,14 +376,21 @@ class Prepared:
 
     def _run(self, session, params: dict) -> list:
         if session.autoflush:
-            session.flush()  # pending ORM changes first, as Session.execute does (nothing to do: ~3 µs)
+            session.flush()  # pending ORM changes first (nothing to do: ~3 µs)
         connection = session.connection()
         plan = self._plan(connection.dialect)
-        args = plan.arguments(params)
-        cursor = connection.connection.dbapi_connection.cursor()
+        dispatch = connection.dispatch  # joined with the engine's: listeners added later count too
+        if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
+            result = connection.execute(self.statement, params)
+            return [plan.row._make(row) for row in result] if plan.returns_rows else []
         try:
-            if connection._has_events:
-                connection.dispatch.before_cursor_execute(connection, cursor, plan.sql, args, None, False)
+            args = plan.arguments(params)
+            cursor = connection.connection.dbapi_connection.cursor()
+        except InvalidRequestError:
+            raise
+        except Exception as exc:  # a value a type refuses, a connection already closed: as SQLAlchemy
+            connection._handle_dbapi_exception(exc, plan.sql, params, None, None)
+        try:
             cursor.execute(plan.sql, args)
             if plan.returns_rows:
                 fetched = cursor.fetchall()
@@ -424,7 +450,7 @@ class _Plan:
             if key in params:
                 value = params[key]
             elif required:
-                raise KeyError(f"a value is required for the parameter {key!r}")
+                raise InvalidRequestError(f"A value is required for bind parameter {key!r}")
             else:
                 value = default
             values.append(processor(value) if processor is not None else value)

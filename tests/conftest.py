@@ -161,7 +161,7 @@ def rate_limited_app():
 def checkpoint_calls(monkeypatch):
     """Arm the WAL checkpoints of app.db for a test: `arm(every, probe)` makes every `every`-th
     write commit of the process due for one and returns the list that each checkpoint appends
-    `probe(connection)` to (the real checkpoint still runs)."""
+    `(probe(connection), (busy, wal_frames, frames_copied))` to (the real checkpoint runs)."""
     import app.db as appdb
     from app.db import QueuedWriterConnection
 
@@ -172,8 +172,10 @@ def checkpoint_calls(monkeypatch):
         real = appdb.wal_checkpoint
 
         def recording(connection):
-            calls.append(probe(connection))
-            real(connection)
+            seen = probe(connection)
+            result = real(connection)
+            calls.append((seen, tuple(result) if result else None))
+            return result
 
         monkeypatch.setattr(appdb, "wal_checkpoint", recording)
         return calls

@@ -10,12 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import bindparam, event, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError, StatementError
 
 from app.checkins import service
 from app.checkins.models import Checkin, Scan
 from app.credits import ledger
 from app.credits import service as credits
+from app.credits.models import LedgerEntry
 from app.credits.rules import local_day_bounds, school_year_of, term_of
 from app.db import Prepared
 from app.extensions import db
@@ -27,11 +28,13 @@ T0 = datetime(2026, 11, 17, 2, 0, tzinfo=UTC)  # a Tuesday of term 1 of 2026-202
 
 @pytest.fixture
 def world(ctx):
-    """A pupil with one completed, credited stay and one open stay, scanned by venue staff."""
+    """A pupil with two completed, credited stays (a chain of two entries) and one open stay,
+    scanned by venue staff."""
     klass = f.school_class(grade=5)
     pupil = f.student(klass)
     venue = f.venue(kind="science_museum", level="city")
     morning = f.activity(venue, kind="visit", starts_at=T0 - timedelta(hours=1), ends_at=T0 + timedelta(hours=3))
+    noon = f.activity(venue, kind="workshop", starts_at=T0 + timedelta(hours=1), ends_at=T0 + timedelta(hours=3))
     later = f.activity(venue, kind="lecture", starts_at=T0 + timedelta(hours=3), ends_at=T0 + timedelta(hours=6))
     staff = f.user("venue_staff", venues=[venue])
     guardian = f.user("guardian", children=[pupil])
@@ -48,6 +51,8 @@ def world(ctx):
 
     scan(morning, "entry", T0)
     scan(morning, "exit", T0 + timedelta(minutes=75))
+    scan(noon, "entry", T0 + timedelta(minutes=80))
+    scan(noon, "exit", T0 + timedelta(minutes=170))
     scan(later, "entry", T0 + timedelta(hours=3, minutes=5))
     return {"pupil": pupil, "venue": venue, "morning": morning, "later": later, "staff": staff,
             "guardian": guardian, "klass": klass}
@@ -95,17 +100,60 @@ def test_every_scan_statement_answers_what_session_execute_answers(world):
     # not vacuous: every case finds rows but two that must not (a guardian is not venue staff; the
     # morning stay is closed, so it is no exit candidate)
     assert answered == len(cases) - 2
+    head = ledger._HEAD.first(db.session, {"student_id": world["pupil"].id})
+    assert head.seq == 2  # the head, not the first entry
     row = service._EXIT_CANDIDATE.first(db.session, cases[9][1])
     assert row.entered_at.tzinfo is UTC and isinstance(row.flags, list)  # UTCDateTime and JSON processed
     assert row._asdict()["id"] == row.id
     history = credits._STAY_HISTORY.first(db.session, cases[11][1])
-    assert str(history[0]) == "1.00"  # Money: cents back to a Decimal
+    assert str(history[0]) == str(db.session.execute(credits._STAY_HISTORY.statement, cases[11][1]).first()[0])
+    assert history[0] > 0  # Money: cents back to a Decimal
+
+
+def _row(table, row_id):
+    return dict(db.session.execute(select(table).where(table.c.id == row_id)).mappings().one())
+
+
+def test_inserts_and_updates_write_what_session_execute_writes(world):
+    """The same INSERT or UPDATE through Prepared and through Session.execute leaves the same row."""
+    pupil, staff = world["pupil"], world["staff"]
+    scans = Scan.__table__
+    first_scan = db.session.scalar(select(scans.c.id).where(scans.c.actor_id == staff.id).order_by(scans.c.id).limit(1))
+    base = {column: value for column, value in _row(scans, first_scan).items() if column in service._INSERT_SCAN.keys}
+    mine = service._INSERT_SCAN.scalar_one(db.session, {**base, "nonce": "prepared-1"})
+    theirs = db.session.execute(service._INSERT_SCAN.statement, {**base, "nonce": "session-1"}).scalar_one()
+    assert {**_row(scans, mine), "id": 0, "nonce": ""} == {**_row(scans, theirs), "id": 0, "nonce": ""}
+
+    entries = LedgerEntry.__table__
+    head = ledger._HEAD.first(db.session, {"student_id": pupil.id})
+    first = _row(entries, db.session.scalar(select(entries.c.id).where(entries.c.seq == 1,
+                                                                       entries.c.student_id == pupil.id)))
+    values = {column: first[column] for column in ledger._COLUMNS}
+    mine = ledger._INSERT.scalar_one(db.session, {**values, "seq": head.seq + 1, "unique_key": "prepared-1"})
+    theirs = db.session.execute(ledger._INSERT.statement,
+                                {**values, "seq": head.seq + 2, "unique_key": "session-1"}).scalar_one()
+    assert {**_row(entries, mine), "id": 0, "seq": 0, "unique_key": ""} == {
+        **_row(entries, theirs), "id": 0, "seq": 0, "unique_key": ""}
+
+    checkins = Checkin.__table__
+    when = T0 + timedelta(hours=5)
+    opened = {"student_id": pupil.id, "activity_id": world["later"].id, "venue_id": world["venue"].id,
+              "entered_at": when, "deadline": when + timedelta(hours=1), "source": "staff", "device_id": None,
+              "status": "open", "flags": [{"code": "x"}], "created_by": staff.id, "created_at": when}
+    one = service._INSERT_CHECKIN.scalar_one(db.session, opened)
+    two = db.session.execute(service._INSERT_CHECKIN.statement, opened).scalar_one()
+    closing = {"exited_at": when + timedelta(minutes=50), "minutes": 50, "exit_source": "staff",
+               "status": "completed"}
+    service._CLOSE_STAY.execute(db.session, {**closing, "stay_id": one})
+    db.session.execute(service._CLOSE_STAY.statement, {**closing, "stay_id": two})
+    assert {**_row(checkins, one), "id": 0} == {**_row(checkins, two), "id": 0}
+    assert _row(checkins, one)["flags"] == [{"code": "x"}] and _row(checkins, one)["minutes"] == 50
 
 
 def test_inserts_and_updates_write_what_the_orm_reads_back(world):
     pupil, activity = world["pupil"], world["later"]
     when = T0 + timedelta(hours=5)
-    new_id = service._INSERT_CHECKIN.scalar(db.session, {
+    new_id = service._INSERT_CHECKIN.scalar_one(db.session, {
         "student_id": pupil.id, "activity_id": activity.id, "venue_id": activity.venue_id, "entered_at": when,
         "deadline": when + timedelta(hours=1), "source": "staff", "device_id": None, "status": "open",
         "flags": [{"code": "x"}], "created_by": world["staff"].id, "created_at": when,
@@ -122,28 +170,48 @@ def test_a_constraint_violation_is_sqlalchemys_integrity_error_and_the_session_g
     existing = db.session.scalars(select(Scan).where(Scan.actor_id == staff.id).limit(1)).one()
     duplicate = {column: getattr(existing, column) for column in service._INSERT_SCAN.keys}
     with pytest.raises(IntegrityError), db.session.begin_nested():
-        service._INSERT_SCAN.scalar(db.session, duplicate)
-    assert ledger._HEAD.first(db.session, {"student_id": world["pupil"].id}).seq == 1
+        service._INSERT_SCAN.scalar_one(db.session, duplicate)
+    assert ledger._HEAD.first(db.session, {"student_id": world["pupil"].id}).seq == 2
 
 
-def test_listeners_see_every_statement(world):
+def test_cursor_listeners_get_sqlalchemys_own_execution(world):
+    """A listener added to the engine while the session's connection is open (a profiler, Sentry,
+    OpenTelemetry, Flask-SQLAlchemy's query recording) sees every statement before and after, with
+    an execution context to keep things on, and the answer is the same."""
     seen = []
 
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
+    def before(conn, cursor, statement, parameters, context, executemany):
+        context._probe = "started"  # what query recorders do
+        seen.append(("before", statement))
 
-    connection = db.session.connection()
-    event.listen(connection, "before_cursor_execute", record)
+    def after(conn, cursor, statement, parameters, context, executemany):
+        seen.append(("after", context._probe))
+
+    pupil = world["pupil"]
+    quiet = ledger._HEAD.first(db.session, {"student_id": pupil.id})  # the session's connection is open
+    engine = db.session.get_bind().engine
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
     try:
-        ledger._HEAD.first(db.session, {"student_id": world["pupil"].id})
+        watched = ledger._HEAD.first(db.session, {"student_id": pupil.id})
     finally:
-        event.remove(connection, "before_cursor_execute", record)
-    assert len(seen) == 1 and "ledger_entries" in seen[0] and "ORDER BY" in seen[0]
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+    assert watched == quiet and type(watched) is type(quiet)
+    assert [kind for kind, _ in seen] == ["before", "after"] and "ledger_entries" in seen[0][1]
+    assert seen[1] == ("after", "started")
 
 
-def test_a_missing_parameter_is_an_error_not_a_null(world):
-    with pytest.raises(KeyError, match="student_id"):
+def test_a_missing_parameter_is_sqlalchemys_error_not_a_null(world):
+    with pytest.raises(InvalidRequestError, match="student_id"):
         ledger._HEAD.first(db.session, {})
+
+
+def test_a_value_its_type_refuses_is_a_statement_error(world):
+    naive = datetime(2026, 11, 17, 10, 0)  # UTCDateTime refuses naive datetimes
+    with pytest.raises(StatementError, match="naive"):
+        service._EXIT_CANDIDATE.first(db.session, {"student_id": world["pupil"].id,
+                                                   "activity_id": world["later"].id, "when": naive})
 
 
 def test_statements_it_cannot_run_faithfully_are_refused(ctx):
@@ -167,7 +235,7 @@ def test_the_history_statement_reads_the_chain_head_as_ledger_does(world):
     row = credits._STAY_HISTORY_AND_HEAD.first(db.session, {
         "day_start": day_start, "day_end": day_end, "venue_id": world["venue"].id, "student_id": pupil.id,
         "school_year": school_year_of(T0.date()), "term": term_of(T0.date())})
-    assert (row.head_seq, row.head_hash) == (head.seq, head.hash) and head.seq == 1
+    assert (row.head_seq, row.head_hash) == (head.seq, head.hash) and head.seq == 2
     empty = credits._STAY_HISTORY_AND_HEAD.first(db.session, {
         "day_start": day_start, "day_end": day_end, "venue_id": world["venue"].id, "student_id": -1,
         "school_year": school_year_of(T0.date()), "term": term_of(T0.date())})
@@ -183,7 +251,7 @@ def test_a_head_read_without_the_lock_is_refused(world):
                       occurred_at=T0, rule_version="sz-2025", explanation={}, head=(1, "x" * 64))
 
 
-def test_pending_orm_changes_are_flushed_first_as_session_execute_does(world):
+def test_pending_orm_changes_are_flushed_first(world):
     activity = world["later"]
     activity.title = "改过的标题"  # pending in the session, not flushed
     row = service._ACTIVITY.first(db.session, {"activity_id": activity.id})
@@ -191,3 +259,34 @@ def test_pending_orm_changes_are_flushed_first_as_session_execute_does(world):
     with db.session.no_autoflush:
         activity.title = "又改了"
         assert service._ACTIVITY.first(db.session, {"activity_id": activity.id}).title == "改过的标题"
+
+
+def test_a_connection_closed_underneath_is_sqlalchemys_error(ctx):
+    """A driver connection already closed fails as SQLAlchemy's DBAPIError (which the API answers
+    503), not as the driver's own exception."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.orm import Session
+
+    engine = create_engine(db.engine.url)  # a plain engine: none of the app's SQLite hooks
+    try:
+        with Session(engine) as session:
+            session.connection().connection.dbapi_connection.close()
+            with pytest.raises(DBAPIError):
+                ledger._HEAD.first(session, {"student_id": 1})
+    finally:
+        engine.dispose()
+
+
+def test_a_rollback_to_a_savepoint_forgets_the_locks_taken(world):
+    """PostgreSQL releases row locks taken inside a savepoint that is rolled back: the ledger must
+    not go on believing it holds them (an append would then skip the lock)."""
+    pupil = world["pupil"]
+    db.session.commit()
+    nested = db.session.begin_nested()
+    ledger.lock_student(pupil.id)
+    assert ledger.is_locked(pupil.id)
+    nested.rollback()
+    assert not ledger.is_locked(pupil.id)
+    ledger.ensure_locked(pupil.id)  # takes it again
+    assert ledger.is_locked(pupil.id)

@@ -120,21 +120,27 @@ def test_a_rollback_or_close_lets_the_next_writer_in(path, ending):
     assert [r[0] for r in second.execute("SELECT n FROM t")] == [2]
 
 
+def _rows(conn):
+    return conn.execute("SELECT COUNT(*) FROM t").fetchone()[0]
+
+
 def test_checkpoints_run_after_the_write_lock_is_released(path, checkpoint_calls):
     """Every CHECKPOINT_EVERY-th write commit of the process copies the WAL back, once the flock is
     released (SQLite's own automatic checkpoint ran inside the commit, with writers queued behind)."""
-    seen = checkpoint_calls(3, lambda connection: connection._locked)
     conn, other = _connect(path), _connect(path)
     conn.execute("PRAGMA wal_autocheckpoint=0")
+    seen = checkpoint_calls(3, lambda connection: (connection._locked, _rows(other)))
     for n in range(7):
         _begin_write(conn)
         conn.execute("INSERT INTO t VALUES (?)", (n,))
         conn.commit()
-    conn.execute("BEGIN")  # a read-only transaction's commit is not counted
-    conn.commit()
-    assert seen == [False, False]  # after the 3rd and 6th write commits, the lock already released
-    # the 7th commit's frames are still in the WAL; everything before was copied back
-    busy, log, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    assert busy == 0 and log == copied
+        conn.execute("BEGIN")  # a read-only transaction's commit: not counted
+        conn.execute("SELECT COUNT(*) FROM t").fetchone()
+        conn.commit()
+    # after the 3rd and the 6th write commit (counting reads too would give the 2nd and the 4th),
+    # with the lock released, and each copied back every frame the WAL held
+    assert [probe for probe, _result in seen] == [(False, 3), (False, 6)]
+    for _probe, (busy, frames, copied) in seen:
+        assert busy == 0 and frames > 0 and copied == frames
     _begin_write(other)  # and nobody holds the write lock
     other.rollback()

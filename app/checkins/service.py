@@ -335,7 +335,7 @@ def _replay(req: ScanRequest, digest: str) -> ScanResult | None:
 
 def _store(req, digest, result, now, *, direction, student_id, activity_id, checkin_id, when, reason) -> int:
     """Store the scan with its answer (a duplicate nonce raises IntegrityError here); returns its id."""
-    return _INSERT_SCAN.scalar(db.session, {
+    return _INSERT_SCAN.scalar_one(db.session, {
         "actor_id": req.actor.id,
         "nonce": req.nonce or f"server-{uuid.uuid4().hex}",
         "request_hash": digest,
@@ -543,7 +543,7 @@ def _enter(req: ScanRequest, target: Target) -> Stay:
                 exited_at=None, deadline=deadline_of(activity, when), minutes=None, source=req.source,
                 exit_source=None, device_id=req.device_id, status="flagged" if flags else "open", flags=flags,
                 activity=activity)
-    stay.id = _INSERT_CHECKIN.scalar(db.session, {
+    stay.id = _INSERT_CHECKIN.scalar_one(db.session, {
         "student_id": stay.student_id, "activity_id": stay.activity_id, "venue_id": stay.venue_id,
         "entered_at": when, "deadline": stay.deadline, "source": stay.source, "device_id": stay.device_id,
         "status": stay.status, "flags": flags, "created_by": req.actor.id, "created_at": utcnow(),

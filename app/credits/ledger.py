@@ -106,9 +106,16 @@ def ensure_locked(student_id: int) -> None:
 
 @event.listens_for(Session, "after_transaction_end")
 def _forget_locks(session, transaction) -> None:
-    # Row locks end with the outermost transaction; savepoints keep them.
+    # Row locks end with the outermost transaction; a released savepoint keeps them.
     if transaction.parent is None:
         session.info.pop("locked_students", None)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_locks_on_rollback(session, previous_transaction) -> None:
+    # A rollback to a savepoint releases the row locks taken inside it (PostgreSQL): forget them
+    # all, which costs at most a re-lock of a pupil still held.
+    session.info.pop("locked_students", None)
 
 
 def append(
@@ -169,7 +176,7 @@ def append(
     )
     entry.hash = entry_hash(entry)
     # A trigger queues the entry for the bureau roll-ups (app.stats.rollup.refresh).
-    entry.id = _INSERT.scalar(db.session, {name: getattr(entry, name) for name in _COLUMNS})
+    entry.id = _INSERT.scalar_one(db.session, {name: getattr(entry, name) for name in _COLUMNS})
     make_transient_to_detached(entry)
     LEDGER_APPENDS.labels(kind).inc()
     return entry

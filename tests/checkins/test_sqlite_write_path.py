@@ -117,7 +117,9 @@ def test_the_wal_checkpoint_runs_after_the_answer_is_sent(own_app, checkpoint_ca
     from app.extensions import db
 
     world = _world(own_app, 4)
-    calls = checkpoint_calls(2, lambda connection: connection.in_transaction)
+    from flask import has_request_context
+
+    calls = checkpoint_calls(2, lambda connection: (has_request_context(), connection.in_transaction))
     with own_app.app_context():
         raw = db.engine.raw_connection()
         try:
@@ -130,5 +132,8 @@ def test_the_wal_checkpoint_runs_after_the_answer_is_sent(own_app, checkpoint_ca
         answer = client.post("/api/v1/checkins", json=_body(world, i, "entry", 30), headers=world["headers"],
                              buffered=True)
         assert answer.status_code == 201, answer.json
-    # four scans, one write commit each: checkpoints after the 2nd and the 4th, outside any transaction
-    assert calls == [False, False]
+    # four scans, one write commit each: checkpoints after the 2nd and the 4th, each once its request
+    # was over (a checkpoint inside the request's commit would see the request), outside any
+    # transaction, copying back every frame the WAL held
+    assert [probe for probe, _result in calls] == [(False, False), (False, False)]
+    assert all(busy == 0 and frames > 0 and copied == frames for _probe, (busy, frames, copied) in calls)

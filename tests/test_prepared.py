@@ -290,3 +290,15 @@ def test_a_rollback_to_a_savepoint_forgets_the_locks_taken(world):
     assert not ledger.is_locked(pupil.id)
     ledger.ensure_locked(pupil.id)  # takes it again
     assert ledger.is_locked(pupil.id)
+
+
+def test_scalar_one_wants_exactly_one_row(world):
+    from sqlalchemy.exc import MultipleResultsFound, NoResultFound
+
+    by_id = Prepared(select(Checkin.id).where(Checkin.id == bindparam("id")))
+    assert by_id.scalar_one(db.session, {"id": db.session.scalar(select(Checkin.id).limit(1))})
+    with pytest.raises(NoResultFound):
+        by_id.scalar_one(db.session, {"id": -1})
+    by_pupil = Prepared(select(Checkin.id).where(Checkin.student_id == bindparam("student_id")))
+    with pytest.raises(MultipleResultsFound):
+        by_pupil.scalar_one(db.session, {"student_id": world["pupil"].id})

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from app.auth.models import StaffVenue, User
 from app.checkins import integrity
 from app.checkins.models import Checkin, Scan
+from app.checkins.schemas import ScanSchema
 from app.common import iso
 from app.credits import ledger
 from app.credits.models import RuleVersion
@@ -217,20 +218,20 @@ _LOCK_STUDENT_SELECT = (
     .with_for_update(of=Student.__table__)
 )
 _LOCK_STUDENT = Prepared(_LOCK_STUDENT_SELECT)
+
+
+def _term_closed(school_id):
+    return exists().where(_TC.school_id == school_id, _TC.school_year == bindparam("school_year"),
+                          _TC.term == bindparam("term")).label("term_closed")
+
+
 # What the scan asks besides the pupil: on PostgreSQL read by a statement of its own once the lock
 # is held. A SELECT … FOR UPDATE that waited for the lock sees the locked row fresh but the rest of
 # the statement as it was when it started, so a term closed or a rule set activated meanwhile would
 # be missed. SQLite takes its write lock before any read: one statement does both there.
-_STUDENT_FACTS = Prepared(select(
-    exists().where(_TC.school_id == bindparam("school_id"), _TC.school_year == bindparam("school_year"),
-                   _TC.term == bindparam("term")).label("term_closed"),
-    _RULE_VERSION,
-))
+_STUDENT_FACTS = Prepared(select(_term_closed(bindparam("school_id")), _RULE_VERSION))
 _LOCK_STUDENT_AND_FACTS = Prepared(select(
-    *_LOCK_STUDENT_SELECT.selected_columns,
-    exists().where(_TC.school_id == _S.school_id, _TC.school_year == bindparam("school_year"),
-                   _TC.term == bindparam("term")).label("term_closed"),
-    _RULE_VERSION,
+    *_LOCK_STUDENT_SELECT.selected_columns, _term_closed(_S.school_id), _RULE_VERSION,
 ).where(_S.id == bindparam("student_id")))
 _IS_GUARDIAN = Prepared(select(literal(1)).where(GuardianLink.guardian_id == bindparam("guardian_id"),
                                                  GuardianLink.student_id == bindparam("student_id")))
@@ -582,28 +583,19 @@ REQUIRED_BY_MODE = {
 }
 
 
-_SCHEMAS: dict = {}
-
-
-def _scan_schema(cls):
-    """One instance per schema class (marshmallow schemas load reentrantly; building one costs more
-    than the load itself)."""
-    schema = _SCHEMAS.get(cls)
-    if schema is None:
-        schema = _SCHEMAS[cls] = cls()
-    return schema
+# One instance for every scan of a batch: marshmallow schemas load reentrantly, and building one
+# costs more than the load itself.
+_SCAN_SCHEMA = ScanSchema()
 
 
 def scan_request(raw, actor: User, data: dict | None = None, *, device_id: str | None = None) -> ScanRequest:
     """One scan body, validated for the caller's mode (marshmallow ValidationError when it is not)."""
     from marshmallow import ValidationError
 
-    from app.checkins.schemas import ScanSchema
-
     if not isinstance(raw, dict):
         raise ValidationError({"_schema": ["每条扫描记录必须是 JSON 对象。"]})
     if data is None:
-        data = _scan_schema(ScanSchema).load(raw)
+        data = _SCAN_SCHEMA.load(raw)
     mode = mode_for(actor)
     missing = {name: ["此模式下必填。"] for name in REQUIRED_BY_MODE[mode] if data.get(name) in (None, "")}
     if missing:

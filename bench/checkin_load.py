@@ -24,12 +24,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import fresh_app, server_env  # noqa: E402
+from bench.common import fresh_app, start_server, stop_server  # noqa: E402
 
 LUA = r"""
 -- Each wrk thread walks its own slice of the prepared bodies: a block of entries, then the exits
@@ -168,18 +165,6 @@ def run_wrk(url: str, connections: int, threads: int, duration: int, script: Pat
     return parse_wrk(output)
 
 
-def wait_until_up(base: str, timeout: float = 30) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("gunicorn did not come up")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", help="default: a temporary SQLite file")
@@ -202,14 +187,11 @@ def main() -> int:
     script = workdir / "scans.lua"
     script.write_text(LUA)
 
-    # a load test of the scan pipeline, not of the rate limiter (one staff account scans 12,000 passes)
-    env = server_env(url, args.workers)
+    # a load test of the scan pipeline, not of the rate limiter (server_env turns it off: one staff
+    # account scans 12,000 passes)
     base = f"http://127.0.0.1:{args.port}"
-    server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "-c", str(ROOT / "config/gunicorn.py"), "--bind", f"127.0.0.1:{args.port}",
-         "wsgi:app"], cwd=ROOT, env=env, start_new_session=True)
+    server = start_server(url, args.workers, args.port)
     try:
-        wait_until_up(base)
         run_wrk(f"{base}/healthz", args.connections, args.threads, 3)  # warm-up
         bare = run_wrk(f"{base}/healthz", args.connections, args.threads, args.duration)
         max_requests = count  # never wrap around: every body is sent at most once
@@ -219,8 +201,7 @@ def main() -> int:
         if scans["requests"] > max_requests:
             print("warning: the run sent more requests than prepared bodies; raise --students", file=sys.stderr)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_server(server)
 
     with data["app"].app_context():
         from sqlalchemy import func, select

@@ -71,8 +71,8 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.checkin_load import parse_wrk, wait_until_up  # noqa: E402
-from bench.common import fresh_app, server_env  # noqa: E402
+from bench.checkin_load import parse_wrk  # noqa: E402
+from bench.common import fresh_app, start_server, stop_server  # noqa: E402
 
 THREADS = 2
 CLASS_SIZE = 40
@@ -582,30 +582,17 @@ def worker_times(metrics_dir: Path) -> dict:
     return out
 
 
-def stop_server(server: subprocess.Popen) -> None:
-    """SIGTERM to the gunicorn master, which stops its workers (a signal to the whole group would
-    reach the workers from outside: gunicorn logs each as an error); the group if it lingers."""
-    server.terminate()
-    try:
-        server.wait(timeout=45)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-
-
 def run(args, data: dict, work: Path, url: str) -> dict:
     shares = write_requests(work, data, args.requests, args.connections, args.seed)
     lua = work / "mix.lua"
     lua.write_text(LUA)
     metrics_dir = work / "metrics"
-    env = {**server_env(url, args.workers), "GUNICORN_MAX_REQUESTS": "0", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    server = subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "-c", str(ROOT / "config/gunicorn.py"), "--bind",
-                               f"127.0.0.1:{args.port}", "wsgi:app"], cwd=ROOT, env=env, start_new_session=True)
+    server = start_server(url, args.workers, args.port, GUNICORN_MAX_REQUESTS="0",
+                          PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     base = f"http://127.0.0.1:{args.port}"
     records = Records(work / "records")
     samples = []
     try:
-        wait_until_up(base)
         time.sleep(1)  # every worker booted
         samples.append({"at": 0, "time": time.time(), **worker_memory(server.pid, metrics_dir)})
         cmd = ["wrk", "-t", str(THREADS), "-c", str(args.connections), "-d", f"{args.max_seconds}s",

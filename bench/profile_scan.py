@@ -47,22 +47,13 @@ def main() -> int:
     headers = {"Authorization": f"Bearer {data['token']}"}
     now = datetime.now(UTC)
     statements: list[str] = []
-    counting = {"on": False}
     with app.app_context():
         engine = db.engine
 
+    # A cursor listener sends app.db.Prepared statements through SQLAlchemy's own execution (listeners
+    # get a real context), so statements are counted in a pass of their own, not in the timed one.
     def _count(conn, cursor, statement, parameters, context, executemany):
         statements.append(statement)
-
-    def count_statements(on: bool) -> None:
-        # A cursor listener sends app.db.Prepared statements through SQLAlchemy's own execution
-        # (listeners get a real context), so statements are counted in a pass of their own and the
-        # timed pass runs without it.
-        if on and not counting["on"]:
-            event.listen(engine, "before_cursor_execute", _count)
-        elif not on and counting["on"]:
-            event.remove(engine, "before_cursor_execute", _count)
-        counting["on"] = on
 
     def send(token, direction, at):
         body = {"student_pass": token, "activity_id": data["activity_id"], "direction": direction,
@@ -96,7 +87,7 @@ def main() -> int:
             times.append(send(token, direction, at))
             if profiler and direction == "exit":
                 profiler.disable()
-        count_statements(True)
+        event.listen(engine, "before_cursor_execute", _count)
         for i, token in enumerate(counted):
             statements.clear()
             send(token, direction, at)
@@ -105,7 +96,7 @@ def main() -> int:
                 print(f"--- {direction}: {len(statements)} statements")
                 for s in statements:
                     print("   ", " ".join(s.split())[:160])
-        count_statements(False)
+        event.remove(engine, "before_cursor_execute", _count)
         results[direction] = (times, kinds)
     bare_times = [bare() for _ in range(args.pairs)]
     backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"

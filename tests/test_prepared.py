@@ -5,7 +5,6 @@ cannot run faithfully are refused when first run."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,8 +19,8 @@ from app.credits.models import LedgerEntry
 from app.credits.rules import local_day_bounds, school_year_of, term_of
 from app.db import Prepared
 from app.extensions import db
-from app.venues import codes
 from tests import factories as f
+from tests.checkins.test_service import staff_scan
 
 T0 = datetime(2026, 11, 17, 2, 0, tzinfo=UTC)  # a Tuesday of term 1 of 2026-2027
 
@@ -38,22 +37,12 @@ def world(ctx):
     later = f.activity(venue, kind="lecture", starts_at=T0 + timedelta(hours=3), ends_at=T0 + timedelta(hours=6))
     staff = f.user("venue_staff", venues=[venue])
     guardian = f.user("guardian", children=[pupil])
-    token = codes.student_pass(pupil.id, pupil.pass_version)
-
-    def scan(activity, direction, at):
-        body = {"student_pass": token, "activity_id": activity.id, "direction": direction,
-                "scanned_at": at.isoformat(), "nonce": str(uuid.uuid4())}
-        req = service.ScanRequest(actor=staff, source="staff", student_pass=token, activity_id=activity.id,
-                                  direction=direction, scanned_at=at, nonce=body["nonce"], body=body)
-        result = service.scan(req, now=at)
+    for activity, direction, at in ((morning, "entry", T0), (morning, "exit", T0 + timedelta(minutes=75)),
+                                    (noon, "entry", T0 + timedelta(minutes=80)),
+                                    (noon, "exit", T0 + timedelta(minutes=170)),
+                                    (later, "entry", T0 + timedelta(hours=3, minutes=5))):
+        result = staff_scan(staff, pupil, activity, direction, at=at)
         assert result.status == 201, result.body
-        return result
-
-    scan(morning, "entry", T0)
-    scan(morning, "exit", T0 + timedelta(minutes=75))
-    scan(noon, "entry", T0 + timedelta(minutes=80))
-    scan(noon, "exit", T0 + timedelta(minutes=170))
-    scan(later, "entry", T0 + timedelta(hours=3, minutes=5))
     return {"pupil": pupil, "venue": venue, "morning": morning, "later": later, "staff": staff,
             "guardian": guardian, "klass": klass}
 

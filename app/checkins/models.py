@@ -19,7 +19,12 @@ class Checkin(db.Model):
     """One student's stay at one activity, from the entry scan to the exit scan."""
 
     __tablename__ = "checkins"
-    __table_args__ = (Index("ix_checkins_student_status", "student_id", "status"),)
+    __table_args__ = (
+        Index("ix_checkins_student_status", "student_id", "status"),
+        # An exit scan's stay: this pupil's latest at this activity. Without it SQLite searched by
+        # activity_id (every stay ever made at that activity) and sorted them, on every exit scan.
+        Index("ix_checkins_student_activity", "student_id", "activity_id", "entered_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     student_id: Mapped[int] = mapped_column(ForeignKey("students.id"))

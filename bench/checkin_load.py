@@ -61,12 +61,13 @@ function init(args)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer " .. args[3]
+  scan_path = args[4] or "/api/v1/checkins"
 end
 
 function request()
   counter = counter + 1
   local body = bodies[((counter - 1) % #bodies) + 1]
-  return wrk.format(nil, "/api/v1/checkins", nil, body)
+  return wrk.format(nil, scan_path, nil, body)
 end
 
 done = function(summary, latency, requests) end

@@ -40,12 +40,12 @@ def server_env(url: str, workers: int) -> dict:
             "APP_ENV": "development", "RATELIMIT_ENABLED": "0", "ACCESS_LOG": "0", "LOG_LEVEL": "warning"}
 
 
-def start_server(url: str, workers: int, port: int, **env) -> subprocess.Popen:
-    """gunicorn (config/gunicorn.py) serving the bench database on 127.0.0.1:`port`, once it answers
-    /readyz; `env` adds to server_env. Stop it with stop_server."""
+def start_server(url: str, workers: int, port: int, app: str = "wsgi:app", **env) -> subprocess.Popen:
+    """gunicorn (config/gunicorn.py) serving `app` on the bench database on 127.0.0.1:`port`, once
+    it answers /readyz; `env` adds to server_env. Stop it with stop_server."""
     server = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "-c", str(ROOT / "config/gunicorn.py"), "--bind", f"127.0.0.1:{port}",
-         "wsgi:app"], cwd=ROOT, env={**server_env(url, workers), **env}, start_new_session=True)
+         app], cwd=ROOT, env={**server_env(url, workers), **env}, start_new_session=True)
     try:
         wait_until_up(f"http://127.0.0.1:{port}")
     except BaseException:

@@ -1,0 +1,145 @@
+"""The same app plus one benchmark-only route: a scan with no glue at all (bench/scan_floor.py).
+
+    gunicorn -c config/gunicorn.py bench.floor_app:app      (scan_floor.py starts it)
+
+POST /bench/floor-scan takes the body bench/checkin_load.py sends (staff mode: a pass, an
+activity, a direction, scanned_at, a nonce) and does only what no implementation of a scan can
+skip: verify the access token and the pass, then run the statements of app/checkins/service.py —
+the very SQL the real scan runs, with the same type processors — on one DBAPI connection kept by
+the process, with a bare BEGIN/COMMIT; hash the ledger entry and answer JSON. No SQLAlchemy
+session, Connection, pool checkout or Result; no marshmallow, no role check, no rule engine, no
+refusal paths, no replay answers, no error handling beyond a 500. It is not a scan anyone may use:
+it trusts its input, and it exists so that a benchmark can measure the fastest a scan could be
+in this stack (Flask, the app's request hooks, sqlite3 or psycopg) — the ceiling of the ratio.
+
+The module refuses to load unless BENCH_FLOOR=1 is set, so it cannot be served by accident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from flask import jsonify, request
+
+from app import create_app
+from app.auth.scope import _USER_ROW
+from app.auth.tokens import decode
+from app.checkins import service
+from app.credits import ledger
+from app.credits.rules import local_date, school_year_of, stay_minutes, term_of
+from app.credits.service import _STAY_HISTORY_AND_HEAD, _history_params
+from app.db import _UNKNOWN, utcnow
+from app.extensions import db
+from app.venues import codes
+
+if os.environ.get("BENCH_FLOOR") != "1":
+    raise SystemExit("bench/floor_app.py is a benchmark instrument: set BENCH_FLOOR=1 to serve it")
+
+app = create_app()
+_connection = None  # this worker's own DBAPI connection, opened at its first request (after the fork)
+
+
+def _raw():
+    global _connection
+    if _connection is None:
+        with app.app_context():
+            _connection = db.engine.raw_connection().driver_connection
+    return _connection
+
+
+def _run(connection, dialect, prepared, params):
+    plan = prepared._plan(dialect)
+    cursor = connection.cursor()
+    try:
+        cursor.execute(plan.sql, plan.arguments(params))
+        if not plan.returns_rows:
+            return []
+        rows = cursor.fetchall()
+        if plan.result_processors is _UNKNOWN:
+            plan.learn_result_types(cursor.description)
+        return plan.make_rows(rows)
+    finally:
+        cursor.close()
+
+
+@app.post("/bench/floor-scan")
+def floor_scan():
+    try:
+        return _floor_scan()
+    except BaseException:
+        _raw().rollback()  # the connection outlives the request: never leave it inside a transaction
+        raise
+
+
+def _floor_scan():
+    claims = decode(request.headers["Authorization"].partition(" ")[2], "access")
+    body = request.get_json()
+    student_id, _version = codes.verify_pass(body["student_pass"])
+    connection = _raw()
+    dialect = db.engine.dialect
+    sqlite = dialect.name == "sqlite"
+    now = utcnow()
+    when = min(datetime.fromisoformat(body["scanned_at"]), now)
+    actor = _run(connection, dialect, _USER_ROW, {"user_id": int(claims["sub"])})[0]
+    activity = _run(connection, dialect, service._STAFF_ACTIVITY,
+                    {"activity_id": body["activity_id"], "user_id": actor.id})[0]
+    day = local_date(when)
+    params = {"student_id": student_id, "school_year": school_year_of(day), "term": term_of(day)}
+    if sqlite:
+        connection.acquire_write_lock()
+        connection.execute("BEGIN IMMEDIATE")
+        student = _run(connection, dialect, service._LOCK_STUDENT_AND_FACTS, params)[0]
+    else:
+        student = _run(connection, dialect, service._LOCK_STUDENT, params)[0]
+        facts = _run(connection, dialect, service._STUDENT_FACTS, {**params, "school_id": student.school_id})[0]
+    _run(connection, dialect, service._REPLAY, {"actor_id": actor.id, "nonce": body["nonce"]})
+    credit = None
+    if body["direction"] == "entry":
+        deadline = service.deadline_of(activity, when)
+        stays = _run(connection, dialect, service._OPEN_STAYS, {"student_id": student.id})
+        stay_id = _run(connection, dialect, service._INSERT_CHECKIN, {
+            "student_id": student.id, "activity_id": activity.id, "venue_id": activity.venue_id,
+            "entered_at": when, "deadline": deadline, "source": "staff", "device_id": None, "status": "open",
+            "flags": [], "created_by": actor.id, "created_at": now})[0][0]
+        stay = {"id": stay_id, "entered_at": when, "exited_at": None, "minutes": None, "open": len(stays)}
+    else:
+        row = _run(connection, dialect, service._EXIT_CANDIDATE,
+                   {"student_id": student.id, "activity_id": activity.id, "when": when})[0]
+        minutes = stay_minutes(row.entered_at, when)
+        _run(connection, dialect, service._CLOSE_STAY, {"stay_id": row.id, "exited_at": when, "minutes": minutes,
+                                                       "exit_source": "staff", "status": "completed"})
+        history = _run(connection, dialect, _STAY_HISTORY_AND_HEAD,
+                       _history_params(student.id, activity.venue_id, row.entered_at))[0]
+        fields = {
+            "student_id": student.id, "seq": (history.head_seq or 0) + 1, "kind": "credit",
+            "amount": Decimal("1.00"), "activity_kind": activity.kind, "competition": None, "source": "checkin",
+            "source_id": row.id, "unique_key": f"checkin:{row.id}", "reverses_id": None,
+            "venue_id": activity.venue_id, "occurred_at": row.entered_at, "school_year": params["school_year"],
+            "term": params["term"], "rule_version": (student if sqlite else facts).rule_version,
+            "explanation": {"summary": f"{activity.title} {minutes} 分钟", "base": "1.00", "multiplier": "1.0",
+                            "checkin": {"id": row.id, "activity_title": activity.title, "venue_name": activity.name}},
+            "created_at": now, "created_by": actor.id, "prev_hash": history.head_hash or "0" * 64,
+        }
+        wire = {k: (f"{v:.2f}" if isinstance(v, Decimal) else v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in fields.items()}
+        fields["hash"] = hashlib.sha256(json.dumps(wire, sort_keys=True, separators=(",", ":"),
+                                                   ensure_ascii=False).encode()).hexdigest()
+        entry_id = _run(connection, dialect, ledger._INSERT, fields)[0][0]
+        credit = {"amount": "1.00", "entry_id": entry_id, "seq": fields["seq"], "explanation": fields["explanation"]}
+        stay = {"id": row.id, "entered_at": row.entered_at, "exited_at": when, "minutes": minutes}
+    answer = {"checkin": {**{k: v.isoformat() if isinstance(v, datetime) else v for k, v in stay.items()},
+                          "student_id": student.id, "activity_id": activity.id, "activity_title": activity.title,
+                          "venue_name": activity.name, "status": "completed" if credit else "open"},
+              "credit": credit, "replayed": False}
+    _run(connection, dialect, service._INSERT_SCAN, {
+        "actor_id": actor.id, "nonce": body.get("nonce") or uuid.uuid4().hex, "request_hash": service.request_hash(body),
+        "source": "staff", "direction": body["direction"], "student_id": student.id, "activity_id": activity.id,
+        "checkin_id": stay["id"], "device_id": None, "scanned_at": when, "received_at": now, "successful": True,
+        "reason": None, "response_status": 201, "response_body": answer})
+    connection.commit()
+    return jsonify(answer), 201

@@ -435,6 +435,26 @@ def booking_view(booking: Booking, *, names: bool) -> dict:
     return booking_views([booking], names=names)[0]
 
 
+def booking_message(booking: Booking, view: dict) -> str:
+    """What the booker is told (the API's `message`, the parent's page)."""
+    if booking.status == "waitlisted":
+        return f"名额已满，已加入候补，排第 {view['waitlist_position']} 位；有人取消时按顺序自动补上。"
+    return f"预约成功：{view['activity_title']}，{view['seats']} 个名额。"
+
+
+def student_bookings(student: Student, *, now: datetime | None = None) -> list[dict]:
+    """A pupil's live bookings of activities not yet over — their own seats and their class's trips
+    — soonest first, as the pupil's side sees them."""
+    now = now or utcnow()
+    live = db.session.scalars(
+        select(Booking).join(Activity, Activity.id == Booking.activity_id)
+        .where(Booking.status.in_(LIVE), Activity.ends_at > now,
+               or_(Booking.student_id == student.id, (Booking.kind == "class") & (Booking.class_id == student.class_id)))
+        .order_by(Activity.starts_at, Booking.id)
+    ).all()
+    return booking_views(list(live), names=True)
+
+
 def activity_bookings(activity: Activity) -> dict:
     """One activity's seats and its live bookings, in booking order, as its venue sees them."""
     booked, walked = _occupancy(activity)

@@ -1,18 +1,21 @@
 """The pupil's home and the parent's home: this year's progress, recent activities with their
-explanations, the student pass QR, reviews and appeals, and the transcript PDF."""
+explanations, the student pass QR, reviews and appeals, the transcript PDF, recommended activities
+and bookings (a parent books a recommended activity, or cancels a booking, in one tap)."""
 
 from __future__ import annotations
 
-from flask import Response, flash, redirect, render_template, request
+from flask import Response, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app.audit.service import record_read
 from app.auth.scope import get_student
-from app.errors import APIError
+from app.errors import APIError, not_found
 from app.extensions import db
+from app.matching import bookings
 from app.orgs.models import GuardianLink, Student
 from app.reviews import service as reviews
 from app.venues import codes
+from app.venues.models import Activity
 from app.web import bp
 from app.web.auth import home_url, page
 from app.web.helpers import current_school_year, recent_activities, reviews_for, year_summary
@@ -24,8 +27,8 @@ def _recommendations(student: Student) -> list[dict]:
 
     items = recommendations(student, limit=3)["items"]
     return [
-        {"title": i["title"], "venue_name": (i.get("venue") or {}).get("name"), "starts_at": i.get("starts_at"),
-         "reason": i.get("reason")}
+        {"activity_id": i["id"], "title": i["title"], "venue_name": (i.get("venue") or {}).get("name"),
+         "starts_at": i.get("starts_at"), "reason": i.get("reason"), "seats_left": i.get("seats_left")}
         for i in items
     ]
 
@@ -43,6 +46,7 @@ def student_home(user):
         recent=recent_activities(student.id),
         reviews=reviews_for(student.id),
         recommendations=_recommendations(student),
+        bookings=bookings.student_bookings(student),
     )
 
 
@@ -62,6 +66,7 @@ def guardian_home(user):
             "recent": recent_activities(child.id, limit=4),
             "reviews": reviews_for(child.id),
             "recommendations": _recommendations(child),
+            "bookings": bookings.student_bookings(child),
         }
         for child in children
     ]
@@ -105,6 +110,46 @@ def transcript_pdf(user, student_id: int):
     response.headers["Content-Disposition"] = f"inline; filename=transcript-{student.id}-{school_year}.pdf"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _child_card(student_id: int) -> str:
+    return url_for("web.guardian_home", _anchor=f"child-{student_id}")
+
+
+@bp.route("/children/<int:student_id>/bookings", methods=["POST"])
+@page("guardian")
+def book_for_child(user, student_id: int):
+    """一键预约: a parent books one seat for a child (from a recommendation); full: the waiting list."""
+    student = get_student(user, student_id)
+    activity = db.session.get(Activity, request.form.get("activity_id", type=int) or 0)
+    if activity is None:
+        raise not_found("科普活动")
+    try:
+        booking = bookings.book_student(actor=user, activity=activity, student=student)
+    except APIError as refusal:
+        db.session.rollback()
+        flash(f"{student.name}：{refusal.message}", "error")
+        return redirect(_child_card(student.id))
+    view = bookings.booking_view(booking, names=True)
+    flash(f"{student.name}：{bookings.booking_message(booking, view)}", "info")
+    return redirect(_child_card(student.id))
+
+
+@bp.route("/bookings/<int:booking_id>/cancel", methods=["POST"])
+@page("guardian")
+def cancel_booking(user, booking_id: int):
+    """取消预约: a parent cancels a child's seat; the first on the waiting list gets it."""
+    booking = bookings.get_booking(user, booking_id)
+    if booking.kind != "guardian":
+        raise not_found("预约")  # a class trip is the teacher's to cancel
+    try:
+        bookings.cancel(actor=user, booking=booking, reason="家长在家长主页取消")
+    except APIError as refusal:
+        db.session.rollback()
+        flash(refusal.message, "error")
+        return redirect(_child_card(booking.student_id))
+    flash(f"已取消预约：{booking.activity.title}。", "info")
+    return redirect(_child_card(booking.student_id))
 
 
 @bp.route("/reviews/<int:review_id>/appeal", methods=["POST"])

@@ -66,6 +66,7 @@ from app.credits.rules import (
 from app.credits.service import activate_version, active_rules, add_rule_version
 from app.db import utcnow
 from app.extensions import db
+from app.matching.models import Booking
 from app.orgs.models import District, GuardianLink, School, SchoolClass, Student
 from app.transcripts.service import kind_of
 from app.venues import codes
@@ -516,6 +517,8 @@ def seed_demo(echo: Callable[[str], object], *, now: datetime | None = None) -> 
         "student": students[(0, elder.number)],
         "activity": _next_activity(activities, venues["sci"].id, now),
     }
+    _ensure_bookings(activities, accounts, teacher_classes[1], db.session.get(Student, students[(0, younger.number)]),
+                     now, tally)
     roles = {username: user.role for username, user in accounts.items()}
     activity_ids = {key: activity.id for key, activity in activities.items()}
     db.session.commit()
@@ -534,6 +537,34 @@ def seed_demo(echo: Callable[[str], object], *, now: datetime | None = None) -> 
     counts = _counts(school_year_of(today))
     _report(echo, roles, counts, tally, report_ids)
     return counts
+
+
+def _ensure_bookings(activities: dict[tuple, Activity], accounts: dict[str, User], trip_class: SchoolClass,
+                     child: Student, now: datetime, tally: _Tally) -> None:
+    """Two bookings through app.matching.bookings, so capacity counts them: the demo teacher's class
+    trip to the next weekend lecture and the demo parent's seat for the younger child at the next
+    workshop open to their grade, both at least a day ahead. A booking already there is kept."""
+    from app.matching import bookings
+
+    ahead = sorted((a for a in activities.values() if a.starts_at > now + timedelta(days=1) and a.capacity),
+                   key=lambda a: (a.starts_at, a.id))
+    pupils = db.session.scalar(select(func.count(Student.id)).where(Student.class_id == trip_class.id,
+                                                                   Student.active.is_(True)))
+    trip = next((a for a in ahead if a.kind == "lecture" and trip_class.grade in a.grades and a.capacity >= pupils),
+                None)
+    seat = next((a for a in ahead if a.kind == "workshop" and child.grade in a.grades), None)
+    for activity, target, book in (
+        (trip, Booking.class_id == trip_class.id,
+         lambda a: bookings.book_class(actor=accounts["teacher"], activity=a, klass=trip_class, seats=pupils,
+                                       note="班级科普研学", now=now)),
+        (seat, Booking.student_id == child.id,
+         lambda a: bookings.book_student(actor=accounts["parent"], activity=a, student=child, now=now)),
+    ):
+        if activity is None or db.session.scalar(select(Booking.id).where(
+                Booking.activity_id == activity.id, Booking.status.in_(bookings.LIVE), target)):
+            continue
+        book(activity)
+        tally.created["bookings"] += 1
 
 
 def _next_activity(activities: dict[tuple, Activity], venue_id: int, now: datetime) -> int:
@@ -792,6 +823,7 @@ def _counts(school_year: str) -> dict:
         "activities": count(Activity),
         "checkins": count(Checkin),
         "ledger_entries": count(LedgerEntry),
+        "bookings": count(Booking),
         "users": count(User),
         "school_year": school_year,
         "students_meeting_requirement": met,
@@ -847,6 +879,6 @@ def _report(echo, roles: dict[str, str], counts: dict, tally: _Tally, ids: dict)
          f'{{"username": "student", "password": "{DEMO_PASSWORD}"}}')
     echo(f"  统计 counts: {counts['districts']} districts · {counts['schools']} schools · {counts['classes']} classes · "
          f"{counts['students']} students · {counts['venues']} venues · {counts['activities']} activities · "
-         f"{counts['checkins']} check-ins · {counts['ledger_entries']} ledger entries")
+         f"{counts['checkins']} check-ins · {counts['ledger_entries']} ledger entries · {counts['bookings']} bookings")
     echo(f"  {counts['school_year']} 学年达到年度要求 meeting the yearly requirement: "
          f"{counts['students_meeting_requirement']} / {counts['active_students']} students")

@@ -19,6 +19,7 @@ from app.checkins.models import Checkin, Scan
 from app.credits.ledger import verify_all
 from app.credits.models import LedgerEntry
 from app.credits.rules import SHANGHAI, local_date
+from app.matching.models import Booking
 from app.orgs.models import District, GuardianLink, School, SchoolClass, Student
 from app.seed import (
     DEMO_PASSWORD,
@@ -39,7 +40,7 @@ MAIN_ACCOUNTS = {
     "teacher": "teacher", "venue": "venue_staff", "parent": "guardian", "student": "student",
 }
 MODELS = (District, School, SchoolClass, Student, User, TeacherClass, StaffVenue, GuardianLink, Venue, Activity,
-          Checkin, Scan, LedgerEntry)
+          Checkin, Scan, LedgerEntry, Booking)
 
 
 def _table_counts(session) -> dict[str, int]:
@@ -106,6 +107,16 @@ def test_seed_demo_builds_the_demo_city_once_with_real_history(ctx, db_session, 
     assert {c.class_id for c in children} <= teacher_classes
     pupil = db_session.get(Student, _user(db_session, "student").student_id)
     assert pupil.class_id in teacher_classes and pupil in children
+
+    # --- bookings: the teacher's class trip and the parent's seat, ahead, on the pupils' side --
+    bookings = db_session.scalars(select(Booking).order_by(Booking.id)).all()
+    assert [(b.kind, b.status) for b in bookings] == [("class", "confirmed"), ("guardian", "confirmed")]
+    trip, seat = bookings
+    assert trip.class_id in teacher_classes and trip.activity.kind == "lecture"
+    assert trip.seats == db_session.scalar(select(func.count()).where(Student.class_id == trip.class_id))
+    assert seat.student_id in {c.id for c in children} and seat.activity.kind == "workshop"
+    assert all(b.activity.starts_at > NOW + timedelta(days=1) for b in bookings)
+    assert counts["bookings"] == 2
 
     # --- the history is real ledger history -------------------------------------------------
     completed = db_session.scalar(select(func.count()).where(Checkin.status == "completed"))

@@ -10,7 +10,9 @@ asks what share is reachable at all. It serves bench/floor_app.py — the app un
 /bench/floor-scan, which verifies the token and the pass and runs the real scan's SQL on a raw
 DBAPI connection with nothing else around it (read its docstring) — with the same gunicorn
 settings as checkin_load, and runs wrk three times at the same concurrency: the bare GET /healthz,
-real scans (POST /api/v1/checkins) and floor scans, each pupil entering then leaving. The floor's
+real scans (POST /api/v1/checkins) and floor scans, each pupil entering then leaving; on
+PostgreSQL also the floor's statements sent in three round trips (psycopg pipeline mode) instead of
+eleven. The floor's
 ratio is a ceiling for any scan written in Flask with this app's request hooks, these statements
 and this driver on this machine; the real scan's ratio says how much of it the app's code keeps.
 """
@@ -34,7 +36,7 @@ from bench.common import start_server, stop_server  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", help="default: a temporary SQLite file")
-    parser.add_argument("--students", type=int, default=12000, help="per scan run (two runs)")
+    parser.add_argument("--students", type=int, default=12000, help="per scan run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=4)
@@ -46,12 +48,16 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="scan-floor-"))
     url = args.database_url or f"sqlite:///{workdir / 'bench.sqlite3'}"
     backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
-    print(f"preparing {2 * args.students} students on {backend} …", flush=True)
-    data = build_database(url, 2 * args.students)
+    runs = [("real", "/api/v1/checkins"), ("floor", "/bench/floor-scan")]
+    if backend == "PostgreSQL":
+        runs.append(("floor, 3 round trips", "/bench/floor-scan-pipelined"))
+    print(f"preparing {len(runs) * args.students} students on {backend} …", flush=True)
+    data = build_database(url, len(runs) * args.students)
     passes = data["passes"]
     bodies = {}
-    for name, chunk in (("real", passes[:args.students]), ("floor", passes[args.students:])):
-        bodies[name] = workdir / f"{name}.jsonl"
+    for i, (name, _path) in enumerate(runs):
+        chunk = passes[i * args.students:(i + 1) * args.students]
+        bodies[name] = workdir / f"run{i}.jsonl"
         bodies[name].with_suffix(".count").write_text(str(write_bodies(
             bodies[name], chunk, data["activity_id"], block=400, threads=args.threads)))
     script = workdir / "scans.lua"
@@ -63,13 +69,13 @@ def main() -> int:
     try:
         run_wrk(f"{base}/healthz", args.connections, args.threads, 3)  # warm-up
         results["bare GET /healthz"] = run_wrk(f"{base}/healthz", args.connections, args.threads, args.duration)
-        for name, path in (("real", "/api/v1/checkins"), ("floor", "/bench/floor-scan")):
+        for name, path in runs:
             result = run_wrk(base, args.connections, args.threads, args.duration, script,
                              [str(bodies[name]), str(args.threads), data["token"], path])
             if result["requests"] > int(bodies[name].with_suffix(".count").read_text()):
                 print(f"warning: the {name} run sent more requests than prepared bodies; raise --students",
                       file=sys.stderr)
-            results[f"{name} scan POST {path}"] = result
+            results[f"{name}: POST {path}"] = result
     finally:
         stop_server(server)
 
@@ -87,9 +93,9 @@ def main() -> int:
     print()
     print(f"scan_floor on {backend}: gunicorn {args.workers} workers, wrk {args.connections} connections, "
           f"{args.duration}s per run, {os.cpu_count()} CPUs")
-    print(f"{'endpoint':<36}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'÷ bare':>9}")
+    print(f"{'endpoint':<52}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'÷ bare':>9}")
     for name, r in results.items():
-        print(f"{name:<36}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+        print(f"{name:<52}{r['rps']:>9.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
               f"{r['non_2xx'] + r['socket_errors']:>9}{r['rps'] / bare:>9.2f}")
     print(f"after the runs: {completed} completed stays, {entries} ledger entries")
     errors = sum(r["non_2xx"] + r["socket_errors"] for r in results.values())

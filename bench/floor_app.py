@@ -88,16 +88,21 @@ def floor_scan_pipelined():
         raise
 
 
-def _floor_scan():
+def _received():
+    """What any scan must do first: the caller's token, the body, the pass's signature, the clock."""
     claims = decode(request.headers["Authorization"].partition(" ")[2], "access")
     body = request.get_json()
     student_id, _version = codes.verify_pass(body["student_pass"])
+    now = utcnow()
+    return int(claims["sub"]), body, student_id, now, min(datetime.fromisoformat(body["scanned_at"]), now)
+
+
+def _floor_scan():
+    actor_id, body, student_id, now, when = _received()
     connection = _raw()
     dialect = db.engine.dialect
     sqlite = dialect.name == "sqlite"
-    now = utcnow()
-    when = min(datetime.fromisoformat(body["scanned_at"]), now)
-    actor = _run(connection, dialect, _USER_ROW, {"user_id": int(claims["sub"])})[0]
+    actor = _run(connection, dialect, _USER_ROW, {"user_id": actor_id})[0]
     activity = _run(connection, dialect, service._STAFF_ACTIVITY,
                     {"activity_id": body["activity_id"], "user_id": actor.id})[0]
     day = local_date(when)
@@ -202,16 +207,11 @@ def _rows(sent):
 
 
 def _floor_scan_pipelined():
-    claims = decode(request.headers["Authorization"].partition(" ")[2], "access")
-    body = request.get_json()
-    student_id, _version = codes.verify_pass(body["student_pass"])
+    actor_id, body, student_id, now, when = _received()
     connection = _raw()
     dialect = db.engine.dialect
-    now = utcnow()
-    when = min(datetime.fromisoformat(body["scanned_at"]), now)
     day = local_date(when)
     params = {"student_id": student_id, "school_year": school_year_of(day), "term": term_of(day)}
-    actor_id = int(claims["sub"])
     exit_ = body["direction"] == "exit"
     with connection.pipeline():
         sent_user = _send(connection, dialect, _USER_ROW, {"user_id": actor_id})

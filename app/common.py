@@ -181,6 +181,20 @@ class Credits(fields.Field):
         return amount
 
 
+class CreditsText(fields.String):
+    """A credit amount in an answer a view formats itself (`fmt_credits`, f"{amount:.2f}"): a string
+    with two decimals, "1.50" or "-0.50". For documenting bodies: the pattern is in the OpenAPI
+    document, so tests/fuzz checks every amount it sees."""
+
+    PATTERN = r"^-?\d+\.\d{2}$"
+
+    def __init__(self, **kwargs):
+        metadata = kwargs.setdefault("metadata", {})
+        metadata.setdefault("pattern", self.PATTERN)
+        metadata.setdefault("example", "1.50")
+        super().__init__(**kwargs)
+
+
 def fmt_credits(value) -> str:
     return f"{Decimal(value or 0):.2f}"
 

@@ -34,7 +34,10 @@ class CommonErrorResponses(BasePlugin):
       (every operation but those marked `security: []`);
     * 404 where the path names an object (a missing one, one outside the caller's scope, or an id
       out of range, which matches no route);
-    * 400 (the body is not valid JSON) and 413 (larger than MAX_CONTENT_LENGTH) where there is a body.
+    * 400 (the body is not valid JSON) and 413 (larger than MAX_CONTENT_LENGTH) where there is a body;
+    * 503 everywhere: the database is unavailable (app/errors.py answers OperationalError with 503 and
+      Retry-After), or a service refuses for want of what it needs (`no_active_rules`,
+      `signing_key_unavailable`).
 
     Everything else (a 404 for an id in the body, 409, a 422 refusal, 429) is declared by the route
     itself (`app.common.error_responses`), so the document lists exactly what each operation answers.
@@ -50,6 +53,7 @@ class CommonErrorResponses(BasePlugin):
                 common += [(401, "UNAUTHORIZED"), (403, "FORBIDDEN")]
             if "requestBody" in operation:
                 common += [(400, "BAD_REQUEST"), (413, "REQUEST_ENTITY_TOO_LARGE")]
+            common.append((503, "SERVICE_UNAVAILABLE"))
             for status, component in common:
                 # A route's own declaration (an int key until apispec cleans the operation) wins.
                 if status not in responses and str(status) not in responses:

@@ -63,3 +63,58 @@ def test_swagger_ui(client):
     assert response.mimetype == "text/html"
     page = response.get_data(as_text=True)
     assert "swagger" in page.lower() and "openapi.json" in page
+
+
+# --- every answer documented ------------------------------------------------------------------------
+
+METHODS = ("get", "put", "post", "patch", "delete", "head", "options")
+
+
+def _operations(openapi: dict):
+    for path, item in openapi["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield f"{method.upper()} {path}", operation
+
+
+def _resolve(openapi: dict, node: dict) -> dict:
+    """Follow a local `$ref` (#/components/…) to what it names."""
+    while "$ref" in node:
+        target = openapi
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def test_every_2xx_json_answer_documents_its_body(openapi):
+    """A 2xx answer (but 204) is JSON with a body schema, unless it declares a non-JSON type (a PDF,
+    an image, a workbook, a page …): without a schema the fuzzing in tests/fuzz cannot check it."""
+    undocumented = []
+    for label, operation in _operations(openapi):
+        for status, response in operation["responses"].items():
+            if not status.startswith("2") or status == "204":
+                continue
+            content = _resolve(openapi, response).get("content") or {}
+            if not content:
+                undocumented.append(f"{label} {status}: no content")
+            for media_type, body in content.items():
+                if _is_json(media_type) and not body.get("schema"):
+                    undocumented.append(f"{label} {status} {media_type}: no schema")
+    assert not undocumented, "2xx answers without a body schema:\n" + "\n".join(undocumented)
+
+
+def test_every_operation_declares_503_in_the_error_envelope(openapi):
+    """Any operation can answer 503 (the database went away, no active rule set …), in the envelope."""
+    error = {"$ref": "#/components/schemas/Error"}
+    missing = []
+    for label, operation in _operations(openapi):
+        response = operation["responses"].get("503")
+        body = _resolve(openapi, response).get("content", {}).get("application/json") if response else None
+        if body is None or body.get("schema") != error:
+            missing.append(label)
+    assert not missing, "operations without a 503 in the error envelope:\n" + "\n".join(missing)

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from app.audit.service import record_read
 from app.auth.scope import current_user, get_student, roles_required
-from app.common import PageArgs, SchoolYear, documents, error_responses, page_schema, paginate
+from app.common import documents, error_responses, page_schema, paginate
 from app.credits import ledger
 from app.credits import service as credit_service
 from app.credits.models import LedgerEntry, RuleVersion
+from app.credits.schemas import (
+    LedgerArgs,
+    RecomputeSchema,
+    RuleCreateSchema,
+    RuleVersionListSchema,
+    RuleVersionSchema,
+    RuleVersionSummarySchema,
+    SimulationSchema,
+    VerifySchema,
+    YearArgs,
+)
 from app.errors import APIError
 from app.extensions import db
 from app.transcripts import service as transcripts
@@ -21,31 +31,6 @@ from app.transcripts.schemas import LedgerEntrySchema
 blp = Blueprint("credits", __name__, url_prefix="/api/v1", description="学分记录、学分报告单与规则 Ledger")
 
 RECORD_READERS = ("student", "guardian", "teacher", "school_admin")
-
-
-class LedgerArgs(PageArgs):
-    school_year = SchoolYear()
-
-
-class VerifySchema(Schema):
-    ok = fields.Boolean()
-    entries = fields.Integer()
-    head = fields.String()
-    first_bad_seq = fields.Integer(allow_none=True)
-
-
-class RuleVersionSchema(Schema):
-    version = fields.String(dump_only=True)
-    effective_from = fields.Date(dump_only=True)
-    active = fields.Boolean(dump_only=True)
-    document = fields.Dict(required=True)
-    activated_at = fields.DateTime(dump_only=True, allow_none=True)  # null until activated
-
-
-class RuleCreateSchema(Schema):
-    version = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,32}$"))
-    effective_from = fields.Date(required=True)
-    document = fields.Dict(required=True)
 
 
 @blp.route("/students/<int:student_id>/ledger", methods=["GET"])
@@ -81,10 +66,11 @@ def verify_ledger(student_id):
 class Rules(MethodView):
     @roles_required()
     @blp.response(200)
+    @documents(blp, 200, RuleVersionListSchema)
     def get(self):
         """Rule-set versions, newest first."""
         rows = db.session.scalars(select(RuleVersion).order_by(RuleVersion.effective_from.desc())).all()
-        return {"items": [RuleVersionSchema(exclude=("document",)).dump(r) for r in rows]}
+        return {"items": [RuleVersionSummarySchema().dump(r) for r in rows]}
 
     @roles_required("admin", "city_officer")
     @blp.arguments(RuleCreateSchema)
@@ -123,14 +109,11 @@ def activate_rules(version):
     return row
 
 
-class YearArgs(Schema):
-    school_year = SchoolYear(required=True)
-
-
 @blp.route("/rules/<version>/simulate", methods=["POST"])
 @roles_required("admin", "city_officer")
 @blp.arguments(YearArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, SimulationSchema)
 def simulate_rules(args, version):
     """What this version would change in a school year, per school — nothing is written."""
     from app.credits import recompute
@@ -145,6 +128,7 @@ def simulate_rules(args, version):
 @roles_required("admin", "city_officer")
 @blp.arguments(YearArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, RecomputeSchema)
 def recompute_rules(args, version):
     """Write adjustment entries so every pupil's year equals this version's result (idempotent)."""
     from app.credits import recompute

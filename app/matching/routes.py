@@ -17,7 +17,7 @@ from app.auth.scope import (
     get_student,
     roles_required,
 )
-from app.common import SHANGHAI, error_responses, paginate
+from app.common import SHANGHAI, documents, error_responses, page_schema, paginate
 from app.credits.rules import local_date, school_year_of
 from app.db import utcnow
 from app.errors import APIError, not_found
@@ -25,15 +25,26 @@ from app.extensions import db
 from app.matching import bookings, directory, recommend, talent
 from app.matching.models import Booking
 from app.matching.schemas import (
+    ActivityBookingsSchema,
+    BookingCancelledSchema,
+    BookingCreatedSchema,
     BookingCreateSchema,
     BookingListArgs,
+    BookingSchema,
     CancelArgs,
+    DirectoryActivitiesSchema,
     DirectoryActivityArgs,
+    DirectoryDistrictsSchema,
     DirectoryVenueArgs,
+    DirectoryVenuesSchema,
     NoShowArgs,
+    NoShowsSchema,
     RecommendationArgs,
+    RecommendationsSchema,
     TalentArgs,
+    TalentSchema,
     VenueDayArgs,
+    VenueDaySchema,
 )
 from app.venues.models import Activity
 
@@ -58,6 +69,7 @@ def _public(payload):
 @blp.doc(**PUBLIC)
 @blp.arguments(DirectoryActivityArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, DirectoryActivitiesSchema)
 def directory_activities(args):
     """Upcoming activities with seats left (public, no login): ?from=&to=&district_id=&grade=&theme=&kind=."""
     return _public(directory.list_activities(**args))
@@ -67,6 +79,7 @@ def directory_activities(args):
 @blp.doc(**PUBLIC)
 @blp.arguments(DirectoryVenueArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, DirectoryVenuesSchema)
 def directory_venues(args):
     """Active venues with kind, level, district, coordinates and upcoming themes (public, no login)."""
     return _public(directory.list_venues(**args))
@@ -75,6 +88,7 @@ def directory_venues(args):
 @blp.route("/directory/districts", methods=["GET"])
 @blp.doc(**PUBLIC)
 @blp.response(200)
+@documents(blp, 200, DirectoryDistrictsSchema)
 def directory_districts():
     """Districts that have a venue, for the directory's filter (public, no login)."""
     return _public({"items": directory.districts_with_venues()})
@@ -87,6 +101,7 @@ def directory_districts():
 @roles_required("student", "guardian", "teacher", "school_admin")
 @blp.arguments(RecommendationArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, RecommendationsSchema)
 def student_recommendations(args, student_id):
     """Upcoming activities ranked for the pupil, each with a one-line reason (the pupil, guardians, teachers)."""
     user = current_user()
@@ -98,17 +113,12 @@ def student_recommendations(args, student_id):
 # --- bookings -------------------------------------------------------------------------------------
 
 
-def _message(booking: Booking, view: dict) -> str:
-    if booking.status == "waitlisted":
-        return f"名额已满，已加入候补，排第 {view['waitlist_position']} 位；有人取消时按顺序自动补上。"
-    return f"预约成功：{view['activity_title']}，{view['seats']} 个名额。"
-
-
 @blp.route("/activities/<int:activity_id>/bookings")
 class ActivityBookings(MethodView):
     @roles_required(*BOOKERS)
     @blp.arguments(BookingCreateSchema)
     @blp.response(201)
+    @documents(blp, 201, BookingCreatedSchema, "confirmed, or waitlisted (a guardian's booking of a full activity)")
     @error_responses(blp, 409)
     def post(self, body, activity_id):
         """Book: a teacher's class trip {"class_id", "seats"} or a guardian's seat for a child {"student_id"}.
@@ -133,10 +143,11 @@ class ActivityBookings(MethodView):
             booking = bookings.book_student(actor=user, activity=activity, student=student,
                                             waitlist=body["waitlist"], note=body.get("note"))
         view = bookings.booking_view(booking, names=True)
-        return jsonify({**view, "message": _message(booking, view)}), 201
+        return jsonify({**view, "message": bookings.booking_message(booking, view)}), 201
 
     @roles_required(*VENUE_SIDE)
     @blp.response(200)
+    @documents(blp, 200, ActivityBookingsSchema)
     def get(self, activity_id):
         """The activity's seats and bookings, for its venue (no pupil names)."""
         return bookings.activity_bookings(get_managed_activity(current_user(), activity_id))
@@ -146,6 +157,7 @@ class ActivityBookings(MethodView):
 @roles_required(*VENUE_SIDE)
 @blp.arguments(VenueDayArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, VenueDaySchema)
 def venue_day_bookings(args, venue_id):
     """The venue's day list: every activity open that day, its seats and its bookings (no pupil names)."""
     venue = get_managed_venue(current_user(), venue_id)
@@ -157,6 +169,7 @@ def venue_day_bookings(args, venue_id):
 @roles_required(*BOOKERS, "student", *VENUE_SIDE)
 @blp.arguments(BookingListArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, page_schema(BookingSchema))
 def list_bookings(args):
     """Bookings the caller may see (a guardian: their children's; a teacher: their classes'), newest first."""
     user = current_user()
@@ -173,6 +186,7 @@ def list_bookings(args):
 @roles_required("venue_staff", "district_officer", "city_officer")
 @blp.arguments(NoShowArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, NoShowsSchema)
 def booking_no_shows(args):
     """No-shows per venue over ended activities: booked seats nobody came in on (never on a pupil's record)."""
     return {"items": bookings.no_shows(current_user(), **args)}
@@ -182,6 +196,7 @@ def booking_no_shows(args):
 class BookingItem(MethodView):
     @roles_required(*BOOKERS, "student", *VENUE_SIDE)
     @blp.response(200)
+    @documents(blp, 200, BookingSchema)
     def get(self, booking_id):
         """One booking, with its place on the waiting list."""
         user = current_user()
@@ -190,6 +205,7 @@ class BookingItem(MethodView):
     @roles_required(*BOOKERS, *VENUE_SIDE)
     @blp.arguments(CancelArgs, location="query")
     @blp.response(200)
+    @documents(blp, 200, BookingCancelledSchema)
     def delete(self, args, booking_id):
         """Cancel a booking (until the activity ends); the waiting list moves up into the freed seats."""
         user = current_user()
@@ -206,6 +222,7 @@ class BookingItem(MethodView):
 @roles_required("school_admin")
 @blp.arguments(TalentArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, TalentSchema)
 def school_talent(args, school_id):
     """Pupils whose year stands out (top 5 % in grade, provincial/national award, ≥ 4 kinds), with evidence.
 

@@ -7,8 +7,9 @@ from datetime import date, datetime, time, timedelta
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.common import SHANGHAI, AwareDateTime, Id, PageArgs, SchoolYear, Text
+from app.common import SHANGHAI, AwareDateTime, CreditsText, Id, PageArgs, SchoolYear, Text
 from app.matching.models import BOOKING_STATUSES
+from app.transcripts.schemas import MissingSchema
 from app.venues.models import ACTIVITY_KINDS, VENUE_KINDS, VENUE_LEVELS
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -102,3 +103,243 @@ class NoShowArgs(Schema):
 
 class TalentArgs(Schema):
     school_year = SchoolYear()
+
+
+# --- answers (documented only: the views build them, tests/fuzz checks them) ----------------------
+
+
+class PublicVenueSchema(Schema):
+    """A venue as the public directory shows it."""
+
+    id = fields.Integer()
+    name = fields.String()
+    kind = fields.String(metadata={"description": "science_base, demo_site, enterprise_hall, science_museum, "
+                                                  "museum or campus"})
+    kind_label = fields.String()
+    level = fields.String(metadata={"description": "national, provincial, city or district"})
+    level_label = fields.String()
+    district_id = fields.Integer()
+    district_name = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+    latitude = fields.Float(allow_none=True)
+    longitude = fields.Float(allow_none=True)
+
+
+class PublicActivitySchema(Schema):
+    """An activity as the public directory shows it, with the seats left (null: no capacity)."""
+
+    id = fields.Integer()
+    title = fields.String()
+    kind = fields.String(metadata={"description": "visit, lecture, workshop, research or volunteer"})
+    kind_label = fields.String()
+    theme = fields.String(allow_none=True)
+    starts_at = AwareDateTime()
+    ends_at = AwareDateTime()
+    min_minutes = fields.Integer()
+    grades = fields.List(fields.Integer())
+    capacity = fields.Integer(allow_none=True)
+    seats_left = fields.Integer(allow_none=True)
+    full = fields.Boolean()
+    venue = fields.Nested(PublicVenueSchema)
+
+
+class DirectoryActivitiesSchema(Schema):
+    items = fields.List(fields.Nested(PublicActivitySchema), metadata={"description": "soonest first"})
+    page = fields.Integer()
+    per_page = fields.Integer()
+    total = fields.Integer()
+    start = AwareDateTime(data_key="from", metadata={"description": "the window listed (never before now)"})
+    end = AwareDateTime(data_key="to")
+
+
+class DirectoryVenueSchema(PublicVenueSchema):
+    themes = fields.List(fields.String(), metadata={"description": "themes of its activities in the next 90 days"})
+    upcoming_activities = fields.Integer(metadata={"description": "its activities in the next 90 days"})
+
+
+class DirectoryVenuesSchema(Schema):
+    items = fields.List(fields.Nested(DirectoryVenueSchema))
+    page = fields.Integer()
+    per_page = fields.Integer()
+    total = fields.Integer()
+
+
+class DirectoryDistrictSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+
+
+class DirectoryDistrictsSchema(Schema):
+    items = fields.List(fields.Nested(DirectoryDistrictSchema))
+
+
+class RecommendationSchema(PublicActivitySchema):
+    """A recommended activity: the directory's view, ranked, with the reason and the credits it would bring."""
+
+    rank = fields.Integer(metadata={"description": "1, 2, 3 …"})
+    reason = fields.String(metadata={"description": "one line in Chinese: 还差一项实验/工作坊类活动 …"})
+    reason_code = fields.String(metadata={"description": "required_kind, new_kind, credits, enrichment or venue_cap"})
+    estimated_credits = CreditsText(metadata={"description": "what a typical stay would earn"})
+    toward_requirement = CreditsText(metadata={"description": "how much of that the pupil still lacks"})
+    distance_km = fields.Float(allow_none=True, metadata={"description": "from the pupil's school (null: unknown)"})
+    more_sessions = fields.Integer(metadata={"description": "other sessions of the same programme in the window"})
+
+
+class RecommendationProgressSchema(Schema):
+    total = CreditsText()
+    required = CreditsText()
+    met = fields.Boolean()
+    kinds = fields.List(fields.String())
+    missing = fields.Nested(MissingSchema)
+
+
+class RecommendationsSchema(Schema):
+    student_id = fields.Integer()
+    school_year = fields.String()
+    progress = fields.Nested(RecommendationProgressSchema)
+    start = AwareDateTime(data_key="from")
+    end = AwareDateTime(data_key="to")
+    items = fields.List(fields.Nested(RecommendationSchema), metadata={"description": "empty for an inactive pupil"})
+
+
+class BookingSchema(Schema):
+    """A booking. The venue's side sees no pupil: `student_id` and `student_name` are left out, and
+    `school_id` / `school_name` are null for a guardian's booking."""
+
+    id = fields.Integer()
+    kind = fields.String(metadata={"description": "class (a teacher's class trip) or guardian (one child)"})
+    kind_label = fields.String()
+    activity_id = fields.Integer()
+    activity_title = fields.String()
+    activity_kind = fields.String()
+    starts_at = AwareDateTime()
+    ends_at = AwareDateTime()
+    venue_id = fields.Integer()
+    venue_name = fields.String()
+    seats = fields.Integer()
+    status = fields.String(metadata={"description": "confirmed, waitlisted or cancelled"})
+    status_label = fields.String()
+    waitlist_position = fields.Integer(allow_none=True, metadata={"description": "1 = next in; null unless waitlisted"})
+    attended = fields.Integer(metadata={"description": "pupils who came in on it"})
+    school_id = fields.Integer(allow_none=True)
+    school_name = fields.String(allow_none=True)
+    grade = fields.Integer()
+    class_id = fields.Integer(allow_none=True)
+    class_name = fields.String(allow_none=True)
+    booked_by_name = fields.String(allow_none=True, metadata={"description": "the teacher of a class booking"})
+    note = fields.String(allow_none=True)
+    created_at = AwareDateTime()
+    confirmed_at = AwareDateTime(allow_none=True)
+    cancelled_at = AwareDateTime(allow_none=True)
+    student_id = fields.Integer(allow_none=True, metadata={"description": "the pupils' side only"})
+    student_name = fields.String(allow_none=True, metadata={"description": "the pupils' side only"})
+
+
+class BookingCreatedSchema(BookingSchema):
+    message = fields.String(metadata={"description": "预约成功 … or 已加入候补，排第 N 位 …"})
+
+
+class BookingCancelledSchema(BookingSchema):
+    promoted_booking_ids = fields.List(fields.Integer(), metadata={
+        "description": "waitlisted bookings confirmed into the freed seats"})
+
+
+class ActivityBookingsSchema(Schema):
+    """One activity's seats and its live bookings, as its venue sees them (no pupil names)."""
+
+    activity_id = fields.Integer()
+    title = fields.String()
+    kind = fields.String()
+    starts_at = AwareDateTime()
+    ends_at = AwareDateTime()
+    capacity = fields.Integer(allow_none=True)
+    booked_seats = fields.Integer(metadata={"description": "seats of confirmed bookings"})
+    walk_ins = fields.Integer(metadata={"description": "pupils seated without a booking"})
+    seats_left = fields.Integer(allow_none=True, metadata={"description": "null: no capacity"})
+    confirmed = fields.List(fields.Nested(BookingSchema))
+    waitlist = fields.List(fields.Nested(BookingSchema), metadata={"description": "in waiting-list order"})
+
+
+class VenueDayTotalsSchema(Schema):
+    bookings = fields.Integer(metadata={"description": "confirmed bookings"})
+    seats = fields.Integer(metadata={"description": "seats they hold"})
+    waitlisted = fields.Integer()
+
+
+class VenueDaySchema(Schema):
+    """A venue's day list: every activity open that day, with its seats and bookings."""
+
+    venue_id = fields.Integer()
+    venue_name = fields.String()
+    date = fields.Date()
+    activities = fields.List(fields.Nested(ActivityBookingsSchema))
+    totals = fields.Nested(VenueDayTotalsSchema)
+
+
+class NoShowSchema(Schema):
+    """One venue's confirmed bookings of ended activities, and the seats nobody came in on."""
+
+    venue_id = fields.Integer()
+    venue_name = fields.String()
+    bookings = fields.Integer()
+    seats = fields.Integer()
+    attended_seats = fields.Integer()
+    no_show_bookings = fields.Integer()
+    no_show_seats = fields.Integer()
+    class_no_show_bookings = fields.Integer()
+    guardian_no_show_bookings = fields.Integer()
+    no_show_rate = fields.Float(allow_none=True, metadata={"description": "no-show seats / seats, 0–1"})
+
+
+class NoShowsSchema(Schema):
+    items = fields.List(fields.Nested(NoShowSchema), metadata={"description": "by venue id"})
+
+
+class TalentCriterionSchema(Schema):
+    code = fields.String(metadata={"description": "top_credits, award or breadth"})
+    label = fields.String()
+
+
+class TalentEvidenceSchema(Schema):
+    """Why a pupil is listed, one criterion met. `top_credits` gives total, grade, grade_pupils and line;
+    `award` gives claim_id, competition, level, award, work_title and awarded_on; `breadth` gives kinds."""
+
+    criterion = fields.String(metadata={"description": "top_credits, award or breadth"})
+    label = fields.String()
+    detail = fields.String(metadata={"description": "one line in Chinese"})
+    total = CreditsText()
+    grade = fields.Integer()
+    grade_pupils = fields.Integer(metadata={"description": "active pupils of the grade at the school"})
+    line = CreditsText(metadata={"description": "the lowest total listed in the grade"})
+    claim_id = fields.Integer()
+    competition = fields.String()
+    level = fields.String()
+    award = fields.String()
+    work_title = fields.String()
+    awarded_on = fields.Date()
+    kinds = fields.List(fields.String())
+
+
+class TalentPupilSchema(Schema):
+    student_id = fields.Integer()
+    name = fields.String()
+    student_number = fields.String()
+    grade = fields.Integer()
+    class_id = fields.Integer()
+    class_name = fields.String(allow_none=True)
+    total = CreditsText()
+    kinds = fields.List(fields.String())
+    criteria = fields.List(fields.String(), metadata={"description": "the codes of the criteria met"})
+    evidence = fields.List(fields.Nested(TalentEvidenceSchema))
+
+
+class TalentSchema(Schema):
+    """Pupils whose school year stands out, for the school's own cultivation (ordered by grade, class,
+    student number: never ranked)."""
+
+    school_id = fields.Integer()
+    school_name = fields.String()
+    school_year = fields.String()
+    criteria = fields.List(fields.Nested(TalentCriterionSchema))
+    pupils_considered = fields.Integer(metadata={"description": "the school's active pupils"})
+    items = fields.List(fields.Nested(TalentPupilSchema))

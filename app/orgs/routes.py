@@ -18,7 +18,7 @@ from app.auth.scope import (
     school_filter,
     student_filter,
 )
-from app.common import PageArgs, error_responses, page_schema, paginate
+from app.common import PageArgs, documents, error_responses, page_schema, paginate
 from app.errors import APIError
 from app.extensions import db
 from app.orgs import roster, service
@@ -28,6 +28,7 @@ from app.orgs.schemas import (
     DistrictSchema,
     ImportArgs,
     InviteSchema,
+    RosterImportSchema,
     SchoolListArgs,
     SchoolSchema,
     StudentListArgs,
@@ -177,6 +178,7 @@ def create_invite(student_id):
 @roles_required("admin", "school_admin")
 @blp.arguments(ImportArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, RosterImportSchema)
 @error_responses(blp, 400, 413)
 def import_roster(args, school_id):
     """Import a roster (CSV or XLSX; 学号/姓名/年级/班级 or English headers); all-or-nothing unless ?partial=true.

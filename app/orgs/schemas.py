@@ -60,3 +60,21 @@ class InviteSchema(Schema):
 
 class ImportArgs(Schema):
     partial = fields.Boolean(load_default=False)
+
+
+class RosterErrorSchema(Schema):
+    """One problem in a roster file: the line (the header is line 1), the column and what is wrong."""
+
+    row = fields.Integer(metadata={"description": "line in the file; the header is line 1"})
+    column = fields.String(metadata={"description": "学号, 姓名, 年级 or 班级"})
+    reason = fields.String()
+
+
+class RosterImportSchema(Schema):
+    """What an import did: pupils created, updated and unchanged, and the rows left out (?partial=true)."""
+
+    created = fields.Integer()
+    updated = fields.Integer()
+    unchanged = fields.Integer()
+    skipped_rows = fields.Integer(metadata={"description": "rows with an error, not imported (?partial=true)"})
+    errors = fields.List(fields.Nested(RosterErrorSchema), metadata={"description": "in line order"})

@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 from marshmallow import ValidationError
 
 from app.auth.scope import current_user, get_school, get_student, roles_required
-from app.common import documents, error_responses, file_responses, paginate
+from app.common import documents, error_responses, file_responses, page_schema, paginate
 from app.errors import APIError
 from app.reviews import service
 from app.reviews.schemas import (
@@ -17,6 +17,7 @@ from app.reviews.schemas import (
     ClaimFormSchema,
     DecisionSchema,
     QueueArgs,
+    ReviewSchema,
     TermClosureSchema,
 )
 from app.transcripts.schemas import LedgerEntrySchema
@@ -31,6 +32,7 @@ _claim_form = ClaimFormSchema()
 @roles_required("teacher", "school_admin", "student", "guardian")
 @blp.arguments(QueueArgs, location="query")
 @blp.response(200)
+@documents(blp, 200, page_schema(ReviewSchema))
 def list_reviews(args):
     """The review queue (teachers: their classes; school admin: the school), oldest first.
 
@@ -44,6 +46,7 @@ def list_reviews(args):
 @blp.route("/reviews/<int:review_id>", methods=["GET"])
 @roles_required("teacher", "school_admin", "student", "guardian")
 @blp.response(200)
+@documents(blp, 200, ReviewSchema)
 def get_review(review_id):
     """One review with what is being reviewed and its history."""
     return service.review_view(service.get_review(current_user(), review_id))
@@ -53,6 +56,7 @@ def get_review(review_id):
 @roles_required("teacher", "school_admin")
 @blp.arguments(DecisionSchema)
 @blp.response(200)
+@documents(blp, 200, ReviewSchema)
 @error_responses(blp, 409)
 def decide(body, review_id):
     """Approve (writes the credit) or reject with a reason (reverses a credit already written)."""
@@ -65,6 +69,7 @@ def decide(body, review_id):
 @roles_required("student", "guardian")
 @blp.arguments(AppealSchema)
 @blp.response(200)
+@documents(blp, 200, ReviewSchema)
 @error_responses(blp, 409)
 def appeal(body, review_id):
     """Appeal a rejection once, within 7 days; the school admin decides."""

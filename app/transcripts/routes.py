@@ -28,6 +28,7 @@ from app.transcripts.schemas import (
     ClassProgressArgs,
     ClassProgressSchema,
     CredentialSchema,
+    CredentialStatusSchema,
     RevokeBody,
     TranscriptArgs,
     TranscriptSchema,
@@ -195,6 +196,7 @@ def revoke_credential(body, public_id):
 @blp.route("/credentials/<public_id>/status", methods=["GET"])
 @blp.doc(**PUBLIC)
 @blp.response(200)
+@documents(blp, 200, CredentialStatusSchema)
 def credential_status(public_id):
     """The credentialStatus of a credential (no login): a 1EdTech revocation list of zero or one entry."""
     row = _credential_row(public_id)

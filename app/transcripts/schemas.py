@@ -169,3 +169,18 @@ class CredentialSchema(Schema):
     valid_until = fields.String()
     revoked_at = fields.String(allow_none=True)
     revocation_reason = fields.String(allow_none=True)
+
+
+class RevokedCredentialSchema(Schema):
+    id = fields.String(metadata={"description": "the credential's verify URL"})
+    revocation_reason = fields.String(data_key="revocationReason")
+
+
+class CredentialStatusSchema(Schema):
+    """A credential's credentialStatus: a 1EdTech revocation list of zero entries, or one once revoked."""
+
+    id = fields.String(metadata={"description": "this status document's URL"})
+    issuer = fields.String(metadata={"description": "the school's URL"})
+    status = fields.String(metadata={"description": "active or revoked"})
+    revoked_at = fields.String(allow_none=True)
+    revoked_credentials = fields.List(fields.Nested(RevokedCredentialSchema), data_key="revokedCredentials")

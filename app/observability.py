@@ -21,6 +21,10 @@ import uuid
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+# The caller's id as a plain int in the WSGI environ, set where the caller is authenticated (API
+# token or browser session), for the access log line.
+USER_ID_KEY = "ledger.user_id"
+
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 REQUEST_LATENCY = Histogram(
@@ -83,11 +87,12 @@ def register_observability(app: Flask) -> None:
         REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(elapsed)
         response.headers["X-Request-Id"] = g.get("request_id", "")
         if app.config.get("ACCESS_LOG", True):
-            user = request.environ.get("ledger.user")
+            # the id kept at authentication: reading it from the User would reload an instance a
+            # rollback expired (a 503 for a lost database or a full write queue), in a new transaction
             access.info(
                 "%s %s %s", request.method, request.path, response.status_code,
                 extra={"method": request.method, "path": request.path, "status": response.status_code,
-                       "duration_ms": round(elapsed * 1000, 2), "user_id": getattr(user, "id", None)},
+                       "duration_ms": round(elapsed * 1000, 2), "user_id": request.environ.get(USER_ID_KEY)},
             )
         return response
 

@@ -19,6 +19,7 @@ from app.auth.tokens import TokenError, decode
 from app.db import Prepared
 from app.errors import APIError, not_found
 from app.extensions import db
+from app.observability import USER_ID_KEY
 from app.orgs.models import GuardianLink, School, SchoolClass, Student
 from app.venues.models import Activity, Venue
 
@@ -77,6 +78,7 @@ def authenticate() -> User:
     if user is None or not user.active:
         raise APIError(401, "token_invalid", "登录凭证无效，请重新登录。")
     request.environ[_USER_KEY] = user
+    request.environ[USER_ID_KEY] = user.id
     return user
 
 

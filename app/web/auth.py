@@ -29,6 +29,7 @@ from app.auth import service as auth_service
 from app.auth.models import User
 from app.errors import APIError
 from app.extensions import csrf, db, limiter
+from app.observability import USER_ID_KEY
 from app.web import bp
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -70,6 +71,7 @@ def web_user() -> User | None:
             session.clear()
             user = None
     request.environ[_USER_KEY] = user
+    request.environ[USER_ID_KEY] = user.id if user is not None else None
     return user
 
 

@@ -290,8 +290,8 @@ def scan(req: ScanRequest, *, now: datetime | None = None) -> ScanResult:
     except Refused as refusal:
         # A refused scan changes nothing but the scan log: undo what the pipeline wrote before it
         # found the reason (a stay marked 未签退, a seat lock), then store the refusal.
-        end_read_phase(db.session)
         db.session.rollback()
+        end_read_phase(db.session)  # SQLite: the refusal is stored by a write transaction
         replay = _replay(req, digest)
         if replay is not None:
             db.session.rollback()

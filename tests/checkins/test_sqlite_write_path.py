@@ -137,3 +137,68 @@ def test_the_wal_checkpoint_runs_after_the_answer_is_sent(own_app, checkpoint_ca
     # transaction, copying back every frame the WAL held
     assert [probe for probe, _result in calls] == [(False, False), (False, False)]
     assert all(busy == 0 and frames > 0 and copied == frames for _probe, (busy, frames, copied) in calls)
+
+
+def test_a_scan_keeps_one_connection_and_one_transaction(own_app):
+    """The read part's transaction becomes the write transaction on the same connection
+    (end_read_phase): one pool check-out and one SQLAlchemy transaction per scan, not two."""
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+
+    world = _world(own_app, 1)
+    with own_app.app_context():
+        engine = db.engine
+    checkouts, transactions = [], []
+
+    def checked_out(*_args):
+        checkouts.append(1)
+
+    def began(session, transaction):
+        if transaction.parent is None:
+            transactions.append(1)
+
+    event.listen(engine, "checkout", checked_out)
+    event.listen(Session, "after_transaction_create", began)
+    try:
+        for direction, ago in (("entry", 50), ("exit", 2)):
+            answer = own_app.test_client().post("/api/v1/checkins", json=_body(world, 0, direction, ago),
+                                                headers=world["headers"])
+            assert answer.status_code == 201, answer.json
+    finally:
+        event.remove(engine, "checkout", checked_out)
+        event.remove(Session, "after_transaction_create", began)
+    assert len(checkouts) == 2 and len(transactions) == 2  # one each per scan
+
+
+def test_a_scan_that_cannot_get_the_write_lock_answers_503_and_stores_nothing(own_app, monkeypatch):
+    import fcntl
+    import os
+
+    from sqlalchemy import func, select
+
+    from app.checkins.models import Scan
+    from app.db import QueuedWriterConnection
+    from app.extensions import db
+
+    world = _world(own_app, 1)
+    with own_app.app_context():
+        lock_path = f"{db.engine.url.database}-writelock"
+        scans_before = db.session.scalar(select(func.count()).select_from(Scan))
+        db.session.remove()
+    monkeypatch.setattr(QueuedWriterConnection, "write_lock_timeout", 0.2)
+    holder = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another process writing for longer than the queue waits
+    try:
+        answer = own_app.test_client().post("/api/v1/checkins", json=_body(world, 0, "entry", 50),
+                                            headers=world["headers"])
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        os.close(holder)
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5", answer.json
+    with own_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Scan)) == scans_before
+        db.session.remove()
+    retry = own_app.test_client().post("/api/v1/checkins", json=_body(world, 0, "entry", 50),
+                                       headers=world["headers"])
+    assert retry.status_code == 201, retry.json

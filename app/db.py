@@ -14,7 +14,7 @@ from decimal import Decimal
 from flask import has_request_context, request
 from sqlalchemy import BigInteger, DateTime, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import InvalidRequestError, MultipleResultsFound, NoResultFound
+from sqlalchemy.exc import InvalidRequestError, MultipleResultsFound, NoResultFound, OperationalError
 from sqlalchemy.orm import scoped_session
 from sqlalchemy.types import TypeDecorator
 
@@ -81,7 +81,9 @@ def _held_here() -> set[str]:
         held = _thread_state.held = set()
     return held
 
-WRITE_LOCK_TIMEOUT = 30.0  # seconds, like busy_timeout
+# Seconds a writer waits for the queue (and SQLite's busy_timeout): well under gunicorn's 30 s worker
+# timeout, so a request that cannot write answers 503 with Retry-After instead of being killed.
+WRITE_LOCK_TIMEOUT = 15.0
 CHECKPOINT_EVERY = 100  # write commits of one process between its WAL checkpoints
 
 
@@ -104,6 +106,8 @@ def _wait_for_flock(fd: int, timeout: float) -> None:
             signal.setitimer(signal.ITIMER_REAL, timeout)
             fcntl.flock(fd, fcntl.LOCK_EX)
         except _FlockTimeout:
+            # the alarm may have fired just after flock() returned: never leave the lock held
+            fcntl.flock(fd, fcntl.LOCK_UN)
             raise sqlite3.OperationalError("database is locked (write queue timeout)") from None
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -275,7 +279,7 @@ def configure_sqlite(engine: Engine) -> None:
             dbapi_connection.write_lock_path = f"{engine.url.database}-writelock"
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(WRITE_LOCK_TIMEOUT * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         if isinstance(dbapi_connection, QueuedWriterConnection) and dbapi_connection.write_lock_path:
@@ -289,7 +293,12 @@ def configure_sqlite(engine: Engine) -> None:
         if not read_only:
             dbapi_connection = connection.connection.dbapi_connection
             if isinstance(dbapi_connection, QueuedWriterConnection):
-                dbapi_connection.acquire_write_lock()
+                try:
+                    dbapi_connection.acquire_write_lock()
+                except sqlite3.OperationalError as exc:
+                    # SQLAlchemy does not wrap what a "begin" listener raises: wrap it as it wraps the
+                    # driver's errors, so the queue's timeout is answered 503 like any lost database
+                    raise OperationalError("BEGIN IMMEDIATE", (), exc) from exc
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 

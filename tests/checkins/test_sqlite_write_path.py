@@ -171,7 +171,10 @@ def test_a_scan_keeps_one_connection_and_one_transaction(own_app):
     assert len(checkouts) == 2 and len(transactions) == 2  # one each per scan
 
 
-def test_a_scan_that_cannot_get_the_write_lock_answers_503_and_stores_nothing(own_app, monkeypatch):
+@pytest.mark.parametrize("request_", ["scan", "refused scan", "batch"])
+def test_a_scan_that_cannot_get_the_write_lock_answers_503_and_stores_nothing(own_app, monkeypatch, request_):
+    """Whether the queue times out turning the read part into the write (a scan), at the start of a
+    write transaction (a refusal being stored) or in a batch: 503 with Retry-After, nothing stored."""
     import fcntl
     import os
 
@@ -186,12 +189,15 @@ def test_a_scan_that_cannot_get_the_write_lock_answers_503_and_stores_nothing(ow
         lock_path = f"{db.engine.url.database}-writelock"
         scans_before = db.session.scalar(select(func.count()).select_from(Scan))
         db.session.remove()
+    body = _body(world, 0, "entry", 50)
+    if request_ == "refused scan":
+        body["student_pass"] = "not-a-pass"
+    path, payload = ("/api/v1/checkins/batch", {"scans": [body]}) if request_ == "batch" else ("/api/v1/checkins", body)
     monkeypatch.setattr(QueuedWriterConnection, "write_lock_timeout", 0.2)
     holder = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(holder, fcntl.LOCK_EX)  # another process writing for longer than the queue waits
     try:
-        answer = own_app.test_client().post("/api/v1/checkins", json=_body(world, 0, "entry", 50),
-                                            headers=world["headers"])
+        answer = own_app.test_client().post(path, json=payload, headers=world["headers"])
     finally:
         fcntl.flock(holder, fcntl.LOCK_UN)
         os.close(holder)
@@ -199,6 +205,8 @@ def test_a_scan_that_cannot_get_the_write_lock_answers_503_and_stores_nothing(ow
     with own_app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Scan)) == scans_before
         db.session.remove()
-    retry = own_app.test_client().post("/api/v1/checkins", json=_body(world, 0, "entry", 50),
-                                       headers=world["headers"])
-    assert retry.status_code == 201, retry.json
+    retry = own_app.test_client().post(path, json=payload, headers=world["headers"])
+    assert retry.status_code == {"scan": 201, "refused scan": 422, "batch": 200}[request_], retry.json
+    with own_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Scan)) == scans_before + 1  # now stored
+        db.session.remove()

@@ -24,7 +24,7 @@ import math
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from app.checkins.integrity import distance_km
 from app.checkins.models import Checkin
@@ -76,7 +76,7 @@ def recommendations(student: Student, *, start: datetime | None = None, end: dat
         return result
     query = directory.activities_query(start=start, end=end, grade=student.grade, available=True)
     candidates = directory.fetch(query.limit(MAX_CANDIDATES))
-    taken = _already_there(student.id, [activity.id for activity, _ in candidates])
+    taken = _already_there(student, [activity.id for activity, _ in candidates])
     rules = active_rules()
     missing = record["missing"]
     missing_credits = Decimal(missing["credits"])
@@ -151,13 +151,16 @@ def _reason(kind, missing, done_kinds, estimate, missing_credits, stays_at_venue
     return "enrichment", f"已达到年度要求，可以继续探索{theme or label}（约 {estimate:.2f} 学分）"
 
 
-def _already_there(student_id: int, activity_ids: list[int]) -> set[int]:
-    """Activities the pupil already booked (or waits for) or is seated at: not recommended again."""
+def _already_there(student: Student, activity_ids: list[int]) -> set[int]:
+    """Activities the pupil already booked (or waits for), their class booked a trip to, or they are
+    seated at: not recommended again (a parent would book a second seat)."""
     if not activity_ids:
         return set()
+    student_id = student.id
     booked = db.session.scalars(
-        select(Booking.activity_id).where(Booking.student_id == student_id, Booking.status.in_(LIVE),
-                                          Booking.activity_id.in_(activity_ids))
+        select(Booking.activity_id).where(
+            or_(Booking.student_id == student_id, (Booking.kind == "class") & (Booking.class_id == student.class_id)),
+            Booking.status.in_(LIVE), Booking.activity_id.in_(activity_ids))
     )
     seated = db.session.scalars(
         select(Checkin.activity_id).where(Checkin.student_id == student_id, Checkin.status.in_(SEATED),

@@ -207,6 +207,7 @@ def login():
     session.clear()
     session["uid"] = account.id
     session["gen"] = account.token_generation
+    request.environ[USER_ID_KEY] = account.id  # the access log names who logged in
     session.permanent = True
     return redirect(next_url or home_url(account))
 

@@ -112,8 +112,12 @@ def transcript_pdf(user, student_id: int):
     return response
 
 
-def _child_card(student_id: int) -> str:
-    return url_for("web.guardian_home", _anchor=f"child-{student_id}")
+def _home_with_message() -> str:
+    # the top of the page, where the message is shown (an anchor to the child's card scrolled it away)
+    return url_for("web.guardian_home")
+
+
+MAX_ID = 2**63 - 1  # larger ids match nothing (and overflow the database's integer)
 
 
 @bp.route("/children/<int:student_id>/bookings", methods=["POST"])
@@ -121,7 +125,8 @@ def _child_card(student_id: int) -> str:
 def book_for_child(user, student_id: int):
     """一键预约: a parent books one seat for a child (from a recommendation); full: the waiting list."""
     student = get_student(user, student_id)
-    activity = db.session.get(Activity, request.form.get("activity_id", type=int) or 0)
+    activity_id = request.form.get("activity_id", type=int) or 0
+    activity = db.session.get(Activity, activity_id) if 0 < activity_id <= MAX_ID else None
     if activity is None:
         raise not_found("科普活动")
     try:
@@ -129,10 +134,10 @@ def book_for_child(user, student_id: int):
     except APIError as refusal:
         db.session.rollback()
         flash(f"{student.name}：{refusal.message}", "error")
-        return redirect(_child_card(student.id))
+        return redirect(_home_with_message())
     view = bookings.booking_view(booking, names=True)
     flash(f"{student.name}：{bookings.booking_message(booking, view)}", "info")
-    return redirect(_child_card(student.id))
+    return redirect(_home_with_message())
 
 
 @bp.route("/bookings/<int:booking_id>/cancel", methods=["POST"])
@@ -147,9 +152,9 @@ def cancel_booking(user, booking_id: int):
     except APIError as refusal:
         db.session.rollback()
         flash(refusal.message, "error")
-        return redirect(_child_card(booking.student_id))
+        return redirect(_home_with_message())
     flash(f"已取消预约：{booking.activity.title}。", "info")
-    return redirect(_child_card(booking.student_id))
+    return redirect(_home_with_message())
 
 
 @bp.route("/reviews/<int:review_id>/appeal", methods=["POST"])

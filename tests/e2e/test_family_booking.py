@@ -59,7 +59,7 @@ def test_book_then_cancel(client, data):
     username, child_id, workshop_id = _family(data, capacity=20)
     _login(client, username)
     response = _book(client, child_id, workshop_id)
-    assert response.status_code == 302 and response.headers["Location"].endswith(f"/guardian#child-{child_id}")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/guardian")  # the message on top
     assert _bookings(data, child_id) == [(workshop_id, "confirmed")]
     page = client.get("/guardian").get_data(as_text=True)
     assert "周子涵：预约成功：3D 打印工作坊，1 个名额。" in page
@@ -127,6 +127,7 @@ def test_only_ones_own_children_and_only_parents_bookings(client, data):
     _login(client, username)
     assert _book(client, stranger_id, workshop_id).status_code == 404
     assert _book(client, child_id, 999_999).status_code == 404
+    assert _book(client, child_id, 10**20).status_code == 404  # larger than any id, not a 500
     assert client.post(f"/bookings/{trip_id}/cancel", data={"csrf_token": _csrf(client)}).status_code == 404
     assert _bookings(data, stranger_id) == []
 
@@ -164,3 +165,19 @@ def test_a_parent_books_a_recommendation_in_one_tap(open_page, data):
     assert "已取消预约" in page.page.inner_text(".flash")
     assert (activity_id, "cancelled") in _bookings(data, child_id)
     assert page.page.locator(f"#child-{child_id} .bookings").count() == 0
+
+
+def test_an_activity_the_childs_class_booked_is_listed_not_offered_again(client, data):
+    username, child_id, workshop_id = _family(data, capacity=40)
+    with data() as session:
+        from app.orgs.models import Student
+
+        child = session.get(Student, child_id)
+        teacher = f.user("teacher")
+        f._add(Booking(activity_id=workshop_id, kind="class", class_id=child.class_id, seats=1, status="confirmed",
+                       confirmed_at=utcnow(), booked_by=teacher.id, created_at=utcnow()))
+    _login(client, username)
+    page = client.get("/guardian").get_data(as_text=True)
+    card = page[page.index(f'id="child-{child_id}"'):]
+    assert "班级团体预约" in card  # under 已预约, without a cancel button for the parent
+    assert f'name="activity_id" value="{workshop_id}"' not in card  # no second seat offered

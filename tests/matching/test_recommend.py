@@ -78,6 +78,9 @@ def test_ineligible_grades_full_and_booked_activities_are_never_recommended(town
     bookings.book_student(actor=f.user("guardian", children=[other]), activity=full, student=other)
     booked = at(town["near"], "workshop", 26, title="已经预约了")
     bookings.book_student(actor=f.user("guardian", children=[pupil]), activity=booked, student=pupil)
+    trip = at(town["near"], "workshop", 28, title="班级已经预约", capacity=40)
+    teacher = f.user("teacher", classes=[pupil.school_class])
+    bookings.book_class(actor=teacher, activity=trip, klass=pupil.school_class, seats=1)  # a parent would book a 2nd seat
     at(town["near"], "workshop", 30, title="还有名额", capacity=5)
     ended_soon = at(town["near"], "workshop", -5, title="已经结束", length=1)
     assert ended_soon.ends_at < bookings.utcnow()

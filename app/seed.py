@@ -517,6 +517,7 @@ def seed_demo(echo: Callable[[str], object], *, now: datetime | None = None) -> 
         "student": students[(0, elder.number)],
         "activity": _next_activity(activities, venues["sci"].id, now),
     }
+    db.session.commit()  # the city first: a booking the service refuses rolls back only itself
     _ensure_bookings(activities, accounts, teacher_classes[1], db.session.get(Student, students[(0, younger.number)]),
                      now, tally)
     roles = {username: user.role for username, user in accounts.items()}
@@ -542,8 +543,12 @@ def seed_demo(echo: Callable[[str], object], *, now: datetime | None = None) -> 
 def _ensure_bookings(activities: dict[tuple, Activity], accounts: dict[str, User], trip_class: SchoolClass,
                      child: Student, now: datetime, tally: _Tally) -> None:
     """Two bookings through app.matching.bookings, so capacity counts them: the demo teacher's class
-    trip to the next weekend lecture and the demo parent's seat for the younger child at the next
-    workshop open to their grade, both at least a day ahead. A booking already there is kept."""
+    trip to the next lecture and the demo parent's seat for the younger child at the next workshop
+    open to their grade, both at least a day ahead. The class or the child already holding a live
+    booking of an activity not yet over is left as it is (so a run on a later day books nothing
+    new while the first bookings are ahead); a booking the service refuses (say, the lecture was
+    filled meanwhile) is skipped: the demo city does not need it."""
+    from app.errors import APIError
     from app.matching import bookings
 
     ahead = sorted((a for a in activities.values() if a.starts_at > now + timedelta(days=1) and a.capacity),
@@ -553,17 +558,22 @@ def _ensure_bookings(activities: dict[tuple, Activity], accounts: dict[str, User
     trip = next((a for a in ahead if a.kind == "lecture" and trip_class.grade in a.grades and a.capacity >= pupils),
                 None)
     seat = next((a for a in ahead if a.kind == "workshop" and child.grade in a.grades), None)
-    for activity, target, book in (
-        (trip, Booking.class_id == trip_class.id,
+    for activity, holder, book in (
+        (trip, (Booking.kind == "class") & (Booking.class_id == trip_class.id),
          lambda a: bookings.book_class(actor=accounts["teacher"], activity=a, klass=trip_class, seats=pupils,
                                        note="班级科普研学", now=now)),
         (seat, Booking.student_id == child.id,
          lambda a: bookings.book_student(actor=accounts["parent"], activity=a, student=child, now=now)),
     ):
-        if activity is None or db.session.scalar(select(Booking.id).where(
-                Booking.activity_id == activity.id, Booking.status.in_(bookings.LIVE), target)):
+        if activity is None or db.session.scalar(
+                select(Booking.id).join(Activity, Activity.id == Booking.activity_id)
+                .where(holder, Booking.status.in_(bookings.LIVE), Activity.ends_at > now).limit(1)):
             continue
-        book(activity)
+        try:
+            book(activity)
+        except APIError:
+            db.session.rollback()
+            continue
         tally.created["bookings"] += 1
 
 

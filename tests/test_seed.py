@@ -160,6 +160,10 @@ def test_seed_demo_builds_the_demo_city_once_with_real_history(ctx, db_session, 
         assert answer.status_code == 200, (username, answer.json)
         assert answer.json["user"]["role"] == role and answer.json["access_token"]
 
+    # --- a run on a later day books nothing new while the first bookings are ahead -------------
+    seed_demo([].append, now=NOW + timedelta(hours=20))
+    assert db_session.scalar(select(func.count()).select_from(Booking)) == 2
+
 
 def test_history_is_five_weeks_before_the_week_and_stays_in_the_school_year():
     days = history_days(date(2026, 11, 22))

@@ -219,6 +219,9 @@ def _floor_scan_pipelined():
                               {"activity_id": body["activity_id"], "user_id": actor_id})
         actor, activity = _rows(sent_user)[0], _rows(sent_activity)[0]
     with connection.pipeline():
+        # the pupil's row lock, then (a statement of its own, so it sees what committed while it
+        # waited) the pupil with the term and rules facts, as the real scan reads them
+        _send(connection, dialect, service._LOCK_STUDENT, params)
         sent_student = _send(connection, dialect, service._LOCK_STUDENT_AND_FACTS, params)
         _send(connection, dialect, service._REPLAY, {"actor_id": actor.id, "nonce": body["nonce"]})
         if exit_:

@@ -160,6 +160,12 @@ def test_a_parent_books_a_recommendation_in_one_tap(open_page, data):
     booked = card.locator(".bookings .booking")
     assert booked.count() == 1 and booked.locator(".btn-danger").inner_text() == "取消预约"
     page.check("guardian-book-2-booked")
+    asked = []
+    page.page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    booked.locator(".btn-danger").click()  # "no" to the question: nothing happens
+    page.page.wait_for_timeout(300)
+    assert asked and "让给候补" in asked[0] and (activity_id, expected) in _bookings(data, child_id)
+    page.page.once("dialog", lambda dialog: dialog.accept())
     with page.page.expect_navigation():
         booked.locator(".btn-danger").click()
     assert "已取消预约" in page.page.inner_text(".flash")

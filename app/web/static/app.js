@@ -54,6 +54,19 @@
     }
   }
 
+  /* A form with data-confirm asks first (a cancelled booking's seat goes to the waiting list at once). */
+  function confirmForms() {
+    var forms = document.querySelectorAll("form[data-confirm]");
+    for (var i = 0; i < forms.length; i++) {
+      forms[i].addEventListener("submit", function (event) {
+        if (!window.confirm(event.currentTarget.getAttribute("data-confirm"))) {
+          event.preventDefault();
+          event.stopImmediatePropagation();
+        }
+      });
+    }
+  }
+
   /* A form marked js-once submits once: a double tap does not send it twice. */
   function guardForms() {
     var forms = document.querySelectorAll("form.js-once");
@@ -122,6 +135,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     fillDeviceFields();
+    confirmForms();
     guardForms();
     autosubmit();
     toggleAll();

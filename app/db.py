@@ -249,9 +249,20 @@ def queue_for_write_lock(session) -> None:
     """SQLite: join the writers' queue now, in a transaction that is about to write but began
     deferred (a GET that writes, e.g. the statistics refresh). Call it before the transaction's
     first read. A no-op on PostgreSQL or when this transaction already holds the lock."""
-    dbapi_connection = session.connection().connection.dbapi_connection
+    _join_write_queue(session.connection())
+
+
+def _join_write_queue(connection) -> None:
+    """Wait in the writers' queue on a SQLAlchemy connection's SQLite connection (no-op for others).
+    The queue's timeout comes out as SQLAlchemy's OperationalError, as the driver's own errors do,
+    so it is answered 503 with Retry-After wherever it happens (SQLAlchemy does not wrap what a
+    "begin" listener raises)."""
+    dbapi_connection = connection.connection.dbapi_connection
     if isinstance(dbapi_connection, QueuedWriterConnection):
-        dbapi_connection.acquire_write_lock()
+        try:
+            dbapi_connection.acquire_write_lock()
+        except sqlite3.OperationalError as exc:
+            raise OperationalError("BEGIN IMMEDIATE", (), exc) from exc
 
 
 def sqlite_engine_options(uri: str, options: dict) -> dict:
@@ -291,14 +302,7 @@ def configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection):
         read_only = has_request_context() and (request.method in ("GET", "HEAD", "OPTIONS") or _read_phase())
         if not read_only:
-            dbapi_connection = connection.connection.dbapi_connection
-            if isinstance(dbapi_connection, QueuedWriterConnection):
-                try:
-                    dbapi_connection.acquire_write_lock()
-                except sqlite3.OperationalError as exc:
-                    # SQLAlchemy does not wrap what a "begin" listener raises: wrap it as it wraps the
-                    # driver's errors, so the queue's timeout is answered 503 like any lost database
-                    raise OperationalError("BEGIN IMMEDIATE", (), exc) from exc
+            _join_write_queue(connection)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
@@ -332,13 +336,8 @@ def end_read_phase(session) -> None:
         # transaction): that transaction is not ours to commit, so end the session's instead.
         session.commit()
         return
-    dbapi_connection = connection.connection.dbapi_connection
-    try:
-        dbapi_connection.commit()  # the read transaction (nothing was written in it)
-        if isinstance(dbapi_connection, QueuedWriterConnection):
-            dbapi_connection.acquire_write_lock()
-    except sqlite3.Error as exc:  # the write queue's timeout: "database is locked", as SQLAlchemy's
-        connection._handle_dbapi_exception(exc, "BEGIN IMMEDIATE", (), None, None)
+    connection.connection.dbapi_connection.commit()  # the read transaction (nothing was written in it)
+    _join_write_queue(connection)
     connection.exec_driver_sql("BEGIN IMMEDIATE")  # a statement, so cursor listeners see it
 
 

@@ -210,3 +210,28 @@ def test_a_scan_that_cannot_get_the_write_lock_answers_503_and_stores_nothing(ow
     with own_app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Scan)) == scans_before + 1  # now stored
         db.session.remove()
+
+
+def test_a_get_that_writes_and_cannot_join_the_queue_gets_sqlalchemys_error(own_app, monkeypatch):
+    """app.db.queue_for_write_lock (the statistics refresh's GET) times out like every other writer:
+    SQLAlchemy's OperationalError, which the API answers 503."""
+    import fcntl
+    import os
+
+    from sqlalchemy.exc import OperationalError
+
+    from app.db import QueuedWriterConnection, queue_for_write_lock
+    from app.extensions import db
+
+    monkeypatch.setattr(QueuedWriterConnection, "write_lock_timeout", 0.2)
+    with own_app.app_context():
+        holder = os.open(f"{db.engine.url.database}-writelock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        try:
+            with pytest.raises(OperationalError, match="write queue timeout"):
+                queue_for_write_lock(db.session)
+        finally:
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            os.close(holder)
+            db.session.rollback()
+            db.session.remove()

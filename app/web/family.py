@@ -4,11 +4,12 @@ and bookings (a parent books a recommended activity, or cancels a booking, in on
 
 from __future__ import annotations
 
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request
 from sqlalchemy import select
 
 from app.audit.service import record_read
 from app.auth.scope import get_student
+from app.common import MAX_ID
 from app.errors import APIError, not_found
 from app.extensions import db
 from app.matching import bookings
@@ -112,21 +113,13 @@ def transcript_pdf(user, student_id: int):
     return response
 
 
-def _home_with_message() -> str:
-    # the top of the page, where the message is shown (an anchor to the child's card scrolled it away)
-    return url_for("web.guardian_home")
-
-
-MAX_ID = 2**63 - 1  # larger ids match nothing (and overflow the database's integer)
-
-
 @bp.route("/children/<int:student_id>/bookings", methods=["POST"])
 @page("guardian")
 def book_for_child(user, student_id: int):
     """一键预约: a parent books one seat for a child (from a recommendation); full: the waiting list."""
     student = get_student(user, student_id)
     activity_id = request.form.get("activity_id", type=int) or 0
-    activity = db.session.get(Activity, activity_id) if 0 < activity_id <= MAX_ID else None
+    activity = db.session.get(Activity, activity_id) if 0 < activity_id <= MAX_ID else None  # ids are 32-bit
     if activity is None:
         raise not_found("科普活动")
     try:
@@ -134,10 +127,10 @@ def book_for_child(user, student_id: int):
     except APIError as refusal:
         db.session.rollback()
         flash(f"{student.name}：{refusal.message}", "error")
-        return redirect(_home_with_message())
+        return redirect(home_url(user))
     view = bookings.booking_view(booking, names=True)
     flash(f"{student.name}：{bookings.booking_message(booking, view)}", "info")
-    return redirect(_home_with_message())
+    return redirect(home_url(user))
 
 
 @bp.route("/bookings/<int:booking_id>/cancel", methods=["POST"])
@@ -152,9 +145,9 @@ def cancel_booking(user, booking_id: int):
     except APIError as refusal:
         db.session.rollback()
         flash(refusal.message, "error")
-        return redirect(_home_with_message())
+        return redirect(home_url(user))
     flash(f"已取消预约：{booking.activity.title}。", "info")
-    return redirect(_home_with_message())
+    return redirect(home_url(user))
 
 
 @bp.route("/reviews/<int:review_id>/appeal", methods=["POST"])

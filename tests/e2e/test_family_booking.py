@@ -11,7 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from app.db import utcnow
+from app.matching import bookings
 from app.matching.models import Booking
+from app.orgs.models import Student
+from app.venues.models import Activity
 from tests import factories as f
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -43,6 +46,13 @@ def _login(client, username):
 
 def _csrf(client) -> str:
     return TOKEN.search(client.get("/guardian").get_data(as_text=True)).group(1)
+
+
+def _class_trip(session, pupil, activity_id) -> Booking:
+    """The pupil's teacher books one seat of the activity for the pupil's class."""
+    klass = pupil.school_class
+    return bookings.book_class(actor=f.user("teacher", classes=[klass]), activity=session.get(Activity, activity_id),
+                               klass=klass, seats=1)
 
 
 def _book(client, child_id, activity_id):
@@ -116,18 +126,15 @@ def test_refusals_are_told_in_chinese_and_write_nothing(client, data):
 
 def test_only_ones_own_children_and_only_parents_bookings(client, data):
     username, child_id, workshop_id = _family(data)
-    with data():
+    with data() as session:
         stranger = f.student(f.school_class(grade=6))
-        klass = f.school_class(grade=6)
-        teacher = f.user("teacher", classes=[klass])
-        trip = Booking(activity_id=workshop_id, kind="class", class_id=klass.id, seats=10, status="confirmed",
-                       confirmed_at=utcnow(), booked_by=teacher.id, created_at=utcnow())
-        f._add(trip)
+        trip = _class_trip(session, f.student(f.school_class(grade=6)), workshop_id)
         stranger_id, trip_id = stranger.id, trip.id
     _login(client, username)
     assert _book(client, stranger_id, workshop_id).status_code == 404
     assert _book(client, child_id, 999_999).status_code == 404
     assert _book(client, child_id, 10**20).status_code == 404  # larger than any id, not a 500
+    assert _book(client, child_id, 2**40).status_code == 404  # beyond PostgreSQL's integer, not a 500
     assert client.post(f"/bookings/{trip_id}/cancel", data={"csrf_token": _csrf(client)}).status_code == 404
     assert _bookings(data, stranger_id) == []
 
@@ -176,12 +183,7 @@ def test_a_parent_books_a_recommendation_in_one_tap(open_page, data):
 def test_an_activity_the_childs_class_booked_is_listed_not_offered_again(client, data):
     username, child_id, workshop_id = _family(data, capacity=40)
     with data() as session:
-        from app.orgs.models import Student
-
-        child = session.get(Student, child_id)
-        teacher = f.user("teacher")
-        f._add(Booking(activity_id=workshop_id, kind="class", class_id=child.class_id, seats=1, status="confirmed",
-                       confirmed_at=utcnow(), booked_by=teacher.id, created_at=utcnow()))
+        _class_trip(session, session.get(Student, child_id), workshop_id)
     _login(client, username)
     page = client.get("/guardian").get_data(as_text=True)
     card = page[page.index(f'id="child-{child_id}"'):]

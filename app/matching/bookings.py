@@ -442,14 +442,18 @@ def booking_message(booking: Booking, view: dict) -> str:
     return f"预约成功：{view['activity_title']}，{view['seats']} 个名额。"
 
 
+def holds_seat_for(student: Student):
+    """Bookings that hold a seat for the pupil: their own, and their class's trips."""
+    return or_(Booking.student_id == student.id, (Booking.kind == "class") & (Booking.class_id == student.class_id))
+
+
 def student_bookings(student: Student, *, now: datetime | None = None) -> list[dict]:
     """A pupil's live bookings of activities not yet over — their own seats and their class's trips
     — soonest first, as the pupil's side sees them."""
     now = now or utcnow()
     live = db.session.scalars(
         select(Booking).join(Activity, Activity.id == Booking.activity_id)
-        .where(Booking.status.in_(LIVE), Activity.ends_at > now,
-               or_(Booking.student_id == student.id, (Booking.kind == "class") & (Booking.class_id == student.class_id)))
+        .where(Booking.status.in_(LIVE), Activity.ends_at > now, holds_seat_for(student))
         .order_by(Activity.starts_at, Booking.id)
     ).all()
     return booking_views(list(live), names=True)

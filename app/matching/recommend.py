@@ -24,7 +24,7 @@ import math
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from app.checkins.integrity import distance_km
 from app.checkins.models import Checkin
@@ -42,7 +42,7 @@ from app.credits.service import active_rules, stay_history
 from app.db import utcnow
 from app.extensions import db
 from app.matching import directory
-from app.matching.bookings import LIVE, SEATED
+from app.matching.bookings import LIVE, SEATED, holds_seat_for
 from app.matching.models import Booking
 from app.orgs.models import Student
 from app.transcripts.service import transcript
@@ -156,14 +156,12 @@ def _already_there(student: Student, activity_ids: list[int]) -> set[int]:
     seated at: not recommended again (a parent would book a second seat)."""
     if not activity_ids:
         return set()
-    student_id = student.id
     booked = db.session.scalars(
-        select(Booking.activity_id).where(
-            or_(Booking.student_id == student_id, (Booking.kind == "class") & (Booking.class_id == student.class_id)),
-            Booking.status.in_(LIVE), Booking.activity_id.in_(activity_ids))
+        select(Booking.activity_id).where(holds_seat_for(student), Booking.status.in_(LIVE),
+                                          Booking.activity_id.in_(activity_ids))
     )
     seated = db.session.scalars(
-        select(Checkin.activity_id).where(Checkin.student_id == student_id, Checkin.status.in_(SEATED),
+        select(Checkin.activity_id).where(Checkin.student_id == student.id, Checkin.status.in_(SEATED),
                                           Checkin.activity_id.in_(activity_ids))
     )
     return set(booked) | set(seated)

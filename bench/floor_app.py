@@ -55,11 +55,18 @@ def _raw():
     return _connection
 
 
-def _run(connection, dialect, prepared, params):
+def _send(connection, dialect, prepared, params):
+    """Execute one statement (in pipeline mode: queue it); returns (cursor, plan) for _rows."""
     plan = prepared._plan(dialect)
     cursor = connection.cursor()
+    cursor.execute(plan.sql, plan.arguments(params))
+    return cursor, plan
+
+
+def _rows(sent) -> list:
+    """A statement's rows through app.db's type processors (in pipeline mode: once synced)."""
+    cursor, plan = sent
     try:
-        cursor.execute(plan.sql, plan.arguments(params))
         if not plan.returns_rows:
             return []
         rows = cursor.fetchall()
@@ -68,6 +75,10 @@ def _run(connection, dialect, prepared, params):
         return plan.make_rows(rows)
     finally:
         cursor.close()
+
+
+def _run(connection, dialect, prepared, params) -> list:
+    return _rows(_send(connection, dialect, prepared, params))
 
 
 @app.post("/bench/floor-scan")
@@ -188,22 +199,6 @@ _LEDGER_WITH_ID = Prepared(insert(LedgerEntry.__table__), keys=("id", *ledger._C
 _CHECKIN_WITH_ID = Prepared(insert(Checkin.__table__), keys=("id", *service._INSERT_CHECKIN.keys))
 _INSERT_SCAN_NO_ID = Prepared(insert(Scan.__table__), keys=service._INSERT_SCAN.keys)
 _NEXT_IDS = "SELECT nextval('ledger_entries_id_seq'), nextval('checkins_id_seq')"
-
-
-def _send(connection, dialect, prepared, params):
-    """Queue one statement in the pipeline; returns its cursor (rows: _rows once synced)."""
-    plan = prepared._plan(dialect)
-    cursor = connection.cursor()
-    cursor.execute(plan.sql, plan.arguments(params))
-    return cursor, plan
-
-
-def _rows(sent):
-    cursor, plan = sent
-    rows = cursor.fetchall()
-    if plan.result_processors is _UNKNOWN:
-        plan.learn_result_types(cursor.description)
-    return plan.make_rows(rows)
 
 
 def _floor_scan_pipelined():
